@@ -1,0 +1,80 @@
+import type { Logger } from '../log/index.js';
+import type { Clock } from '../util/clock.js';
+import type {
+  ChangeResult,
+  CheckResult,
+  GrantPayload,
+  ListAccountsPayload,
+  ListingResult,
+  SetAccountEnabledPayload,
+} from '../protocol/operations.js';
+
+/**
+ * What an operation receives besides its payload. The agent builds one per
+ * job; connectors never see leases, tokens or HTTP.
+ */
+export interface OperationContext {
+  /** Aborted on lease loss, cancel, job timeout or agent shutdown. Pass it to every I/O call. */
+  signal: AbortSignal;
+  /** A child logger carrying jobId, type, resource and attempt. */
+  log: Logger;
+  /**
+   * Sends one page of output records. Resolves once the proxy has stored it, so
+   * awaiting it is the listing's backpressure: a connector reads the next page
+   * only after the last one left, and memory stays at one page.
+   */
+  writePage(records: readonly unknown[]): Promise<void>;
+}
+
+/** One operation: a validated payload in, a JSON-serialisable result out. */
+export type Operation<P = unknown, R = unknown> = (payload: P, ctx: OperationContext) => Promise<R>;
+
+/**
+ * The identity operations every connector serves (DESIGN "Operations"), plus
+ * kind-specific ones such as `ldap.search` or `sql.query` in `extra`.
+ * Payloads arrive already validated against lib/protocol/operations.ts.
+ * Errors are thrown as OutpostError with a code and `retryable`, mapped from
+ * the driver's codes in one table per connector.
+ */
+export interface Connector {
+  /** The resource kind, e.g. `ldap`, `postgres`. */
+  readonly kind: string;
+  checkResource(payload: Record<string, never>, ctx: OperationContext): Promise<CheckResult>;
+  listAccounts(payload: ListAccountsPayload, ctx: OperationContext): Promise<ListingResult>;
+  listEntitlements(payload: Record<string, never>, ctx: OperationContext): Promise<ListingResult>;
+  listGrants(payload: Record<string, never>, ctx: OperationContext): Promise<ListingResult>;
+  grant(payload: GrantPayload, ctx: OperationContext): Promise<ChangeResult>;
+  revoke(payload: GrantPayload, ctx: OperationContext): Promise<ChangeResult>;
+  setAccountEnabled(payload: SetAccountEnabledPayload, ctx: OperationContext): Promise<ChangeResult>;
+  /** Kind-specific job types, keyed by job type (`ldap.search`, `sql.query`). */
+  readonly extra: Readonly<Record<string, Operation<any, unknown>>>;
+  /** Closes pooled connections (unbind, pool destroy). Idempotent. */
+  close(): Promise<void>;
+}
+
+/** What a connector factory receives from the agent's composition root. */
+export interface ConnectorDeps {
+  log: Logger;
+  clock: Clock;
+  /** Reads a secret file (trimmed) and registers its value for redaction. */
+  readSecret(path: string): string;
+}
+
+/**
+ * Builds a connector from one entry of the agent's `resources` config. It
+ * validates `config` itself and throws `config_error` naming the key.
+ * It must not connect yet: connections open lazily on the first operation.
+ */
+export type ConnectorFactory = (name: string, config: Record<string, unknown>, deps: ConnectorDeps) => Connector;
+
+/** The identity operations by job type, for dispatch. */
+export const IDENTITY_OPERATIONS = [
+  'checkResource',
+  'listAccounts',
+  'listEntitlements',
+  'listGrants',
+  'grant',
+  'revoke',
+  'setAccountEnabled',
+] as const;
+export type IdentityOperation = (typeof IDENTITY_OPERATIONS)[number];

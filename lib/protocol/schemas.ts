@@ -1,0 +1,207 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+/**
+ * Every request and response body of wire protocol v1 (DESIGN "Wire protocol
+ * v1"), one TypeBox schema each: TypeScript types (Static), runtime
+ * validation and the OpenAPI document come from these.
+ * Request objects reject unknown fields.
+ */
+const Strict = { additionalProperties: false } as const;
+
+export const Id = Type.String({ minLength: 1, maxLength: 128 });
+export const AgentId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:@-]+$' });
+export const LeaseToken = Type.String({ minLength: 16, maxLength: 128 });
+export const ResourceName = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._-]+$' });
+export const JobType = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z][A-Za-z0-9._-]*$' });
+export const PoolName = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._-]+$' });
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String() }),
+});
+export type ErrorBody = Static<typeof ErrorBody>;
+
+/** A failure as carried in a result and in a job's `error`. */
+export const JobError = Type.Object(
+  { code: Type.String({ minLength: 1, maxLength: 64 }), message: Type.String({ maxLength: 4096 }), retryable: Type.Boolean() },
+  Strict,
+);
+export type JobError = Static<typeof JobError>;
+
+// ---- agent side ----------------------------------------------------------
+
+export const LeaseRequest = Type.Object(
+  {
+    agentId: AgentId,
+    hostname: Type.String({ maxLength: 255 }),
+    version: Type.String({ maxLength: 64 }),
+    resources: Type.Array(ResourceName, { maxItems: 256 }),
+    max: Type.Integer({ minimum: 1, maximum: 1000 }),
+    waitMs: Type.Integer({ minimum: 0, maximum: 600_000 }),
+  },
+  Strict,
+);
+export type LeaseRequest = Static<typeof LeaseRequest>;
+
+export const LeasedJob = Type.Object({
+  id: Id,
+  type: JobType,
+  resource: Type.Union([ResourceName, Type.Null()]),
+  payload: Type.Unknown(),
+  attempt: Type.Integer({ minimum: 1 }),
+  leaseToken: LeaseToken,
+  leaseTtlMs: Type.Integer({ minimum: 1 }),
+  timeoutMs: Type.Integer({ minimum: 1 }),
+});
+export type LeasedJob = Static<typeof LeasedJob>;
+
+export const LeaseResponse = Type.Object({ jobs: Type.Array(LeasedJob) });
+export type LeaseResponse = Static<typeof LeaseResponse>;
+
+export const LeaseRef = Type.Object({ jobId: Id, leaseToken: LeaseToken }, Strict);
+export type LeaseRef = Static<typeof LeaseRef>;
+
+export const HeartbeatRequest = Type.Object(
+  { agentId: AgentId, leases: Type.Array(LeaseRef, { maxItems: 1000 }) },
+  Strict,
+);
+export type HeartbeatRequest = Static<typeof HeartbeatRequest>;
+
+export const LeaseStatus = Type.Union([Type.Literal('ok'), Type.Literal('lost'), Type.Literal('cancelled')]);
+export type LeaseStatus = Static<typeof LeaseStatus>;
+
+export const HeartbeatResponse = Type.Object({
+  leases: Type.Array(
+    Type.Object({ jobId: Id, status: LeaseStatus, leaseTtlMs: Type.Optional(Type.Integer({ minimum: 1 })) }),
+  ),
+});
+export type HeartbeatResponse = Static<typeof HeartbeatResponse>;
+
+export const OutputRequest = Type.Object(
+  {
+    leaseToken: LeaseToken,
+    seq: Type.Integer({ minimum: 0 }),
+    records: Type.Array(Type.Unknown(), { maxItems: 10_000 }),
+  },
+  Strict,
+);
+export type OutputRequest = Static<typeof OutputRequest>;
+
+export const OutputResponse = Type.Object({ status: Type.Union([Type.Literal('accepted'), Type.Literal('duplicate')]) });
+export type OutputResponse = Static<typeof OutputResponse>;
+
+export const SucceededResult = Type.Object(
+  { jobId: Id, leaseToken: LeaseToken, outcome: Type.Literal('succeeded'), result: Type.Unknown() },
+  Strict,
+);
+export const FailedResult = Type.Object(
+  { jobId: Id, leaseToken: LeaseToken, outcome: Type.Literal('failed'), error: JobError },
+  Strict,
+);
+export const ResultItem = Type.Union([SucceededResult, FailedResult]);
+export type ResultItem = Static<typeof ResultItem>;
+
+export const ResultsRequest = Type.Object(
+  { agentId: AgentId, results: Type.Array(ResultItem, { minItems: 1, maxItems: 1000 }) },
+  Strict,
+);
+export type ResultsRequest = Static<typeof ResultsRequest>;
+
+export const ResultsResponse = Type.Object({
+  results: Type.Array(Type.Object({ jobId: Id, status: Type.Union([Type.Literal('accepted'), Type.Literal('lost')]) })),
+});
+export type ResultsResponse = Static<typeof ResultsResponse>;
+
+export const ReleaseRequest = Type.Object(
+  { agentId: AgentId, leases: Type.Array(LeaseRef, { maxItems: 1000 }) },
+  Strict,
+);
+export type ReleaseRequest = Static<typeof ReleaseRequest>;
+
+export const ReleaseResponse = Type.Object({
+  leases: Type.Array(Type.Object({ jobId: Id, status: Type.Union([Type.Literal('released'), Type.Literal('lost')]) })),
+});
+export type ReleaseResponse = Static<typeof ReleaseResponse>;
+
+// ---- job side ------------------------------------------------------------
+
+export const JobStatus = Type.Union([
+  Type.Literal('queued'),
+  Type.Literal('leased'),
+  Type.Literal('succeeded'),
+  Type.Literal('failed'),
+  Type.Literal('cancelled'),
+]);
+export type JobStatus = Static<typeof JobStatus>;
+export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+export const EnqueueRequest = Type.Object(
+  {
+    pool: Type.Optional(PoolName),
+    type: JobType,
+    resource: Type.Optional(Type.Union([ResourceName, Type.Null()])),
+    payload: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 3600_000 })),
+    idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  },
+  Strict,
+);
+export type EnqueueRequest = Static<typeof EnqueueRequest>;
+
+export const EnqueueResponse = Type.Object({ id: Id, status: JobStatus });
+export type EnqueueResponse = Static<typeof EnqueueResponse>;
+
+export const BatchEnqueueRequest = Type.Object(
+  { jobs: Type.Array(EnqueueRequest, { minItems: 1, maxItems: 1000 }) },
+  Strict,
+);
+export type BatchEnqueueRequest = Static<typeof BatchEnqueueRequest>;
+
+export const BatchEnqueueResponse = Type.Object({ jobs: Type.Array(EnqueueResponse) });
+export type BatchEnqueueResponse = Static<typeof BatchEnqueueResponse>;
+
+const Timestamp = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
+
+export const JobView = Type.Object({
+  id: Id,
+  pool: PoolName,
+  type: JobType,
+  resource: Type.Union([Type.String(), Type.Null()]),
+  status: JobStatus,
+  attempt: Type.Integer({ minimum: 0 }),
+  maxAttempts: Type.Integer({ minimum: 1 }),
+  agentId: Type.Union([Type.String(), Type.Null()]),
+  result: Type.Unknown(),
+  error: Type.Union([JobError, Type.Null()]),
+  outputRecords: Type.Integer({ minimum: 0 }),
+  createdAt: Timestamp,
+  startedAt: Timestamp,
+  finishedAt: Timestamp,
+});
+export type JobView = Static<typeof JobView>;
+
+export const JobList = Type.Object({ jobs: Type.Array(JobView) });
+export type JobList = Static<typeof JobList>;
+
+export const AgentView = Type.Object({
+  agentId: AgentId,
+  pool: PoolName,
+  hostname: Type.String(),
+  version: Type.String(),
+  resources: Type.Array(Type.String()),
+  status: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+  lastSeenAt: Timestamp,
+  inFlight: Type.Integer({ minimum: 0 }),
+});
+export type AgentView = Static<typeof AgentView>;
+
+/** `GET /v1/agents` answers a bare array (DESIGN). */
+export const AgentList = Type.Array(AgentView);
+export type AgentList = Static<typeof AgentList>;
+
+/** Every named schema, for the OpenAPI document. */
+export const ALL_SCHEMAS: Record<string, TSchema> = {
+  ErrorBody, JobError, LeaseRequest, LeasedJob, LeaseResponse, LeaseRef, HeartbeatRequest, HeartbeatResponse,
+  OutputRequest, OutputResponse, ResultItem, ResultsRequest, ResultsResponse, ReleaseRequest, ReleaseResponse,
+  EnqueueRequest, EnqueueResponse, BatchEnqueueRequest, BatchEnqueueResponse, JobView, JobList, AgentView, AgentList,
+};
