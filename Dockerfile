@@ -1,21 +1,20 @@
 # syntax=docker/dockerfile:1.7
 # One image for both parts: `agent start` (default) or `integration-proxy start`.
 # Build:  docker build --build-arg VERSION=$(node -p "require('./package.json').version") -t outpost:dev .
-ARG NODE_VERSION=24
+ARG NODE_VERSION=26
 
 # ---- build: full toolchain (better-sqlite3 compiles from source when no prebuilt binary fits)
 FROM node:${NODE_VERSION}-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.image.json ./
 COPY types ./types
 COPY lib ./lib
 COPY bin ./bin
-COPY bench ./bench
-RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund \
- && rm -rf dist/bench
+# Only lib/ and bin/ (tsconfig.image.json); benchmarks and test fixtures stay out of the image.
+RUN npx tsc -p tsconfig.image.json \
+ && npm prune --omit=dev --no-audit --no-fund
 
 # ---- runtime: slim, production dependencies only, non-root
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime

@@ -26,6 +26,10 @@ apt_install() {
 
 # Binaries the fixtures start per test.
 apt_install slapd ldap-utils tinyproxy openssl ca-certificates procps
+# Headless browser for the dashboard test (driven by playwright-core).
+apt_install chromium fonts-liberation
+# Samba AD DC for the Active Directory tests (spec/connectors/ldap/samba.test.ts).
+apt_install samba-ad-dc samba-ad-provision ldb-tools
 
 # ---- PostgreSQL ------------------------------------------------------------
 pg_bin() {
@@ -80,5 +84,6 @@ export PG_URL='$PG_URL'
 export MYSQL_URL='$MYSQL_URL'
 export SLAPD_BIN='$(command -v slapd || echo /usr/sbin/slapd)'
 export TINYPROXY_BIN='$(command -v tinyproxy || echo /usr/bin/tinyproxy)'
+export CHROMIUM_BIN='$(command -v chromium || echo /usr/bin/chromium)'
 ENV
 log "ready: $(tr '\n' ' ' <"$STATE/env")"

@@ -1,5 +1,7 @@
 import { createLogger as createWinston, format, transports, type Logger } from 'winston';
 import type Transport from 'winston-transport';
+/** winston's level key on an info object (triple-beam's LEVEL). */
+const LEVEL = Symbol.for('level');
 import { redact, redactDeep } from '../util/redact.js';
 
 export type { Logger } from 'winston';
@@ -30,19 +32,23 @@ const redactFormat = format((info) => {
 
 /** Builds the process logger. Children (`log.child({ jobId })`) inherit redaction. */
 export function createLogger(opts: LogOptions = {}): Logger {
+  // winston runs the whole format chain before the transports drop a line
+  // below their level; dropping it first keeps debug calls on hot paths cheap.
+  const levelGate = format((info) => (logger.isLevelEnabled(String((info as unknown as Record<symbol, unknown>)[LEVEL] ?? info.level)) ? info : false));
   const output =
     opts.format === 'pretty'
-      ? format.combine(format.timestamp(), redactFormat(), format.colorize(), format.printf(prettyLine))
-      : format.combine(format.timestamp(), format.errors({ stack: false }), redactFormat(), format.json());
+      ? format.combine(levelGate(), format.timestamp(), redactFormat(), format.colorize(), format.printf(prettyLine))
+      : format.combine(levelGate(), format.timestamp(), format.errors({ stack: false }), redactFormat(), format.json());
   const transport: Transport = opts.stream
     ? new transports.Stream({ stream: opts.stream })
     : new transports.Console();
-  return createWinston({
+  const logger: Logger = createWinston({
     level: opts.level ?? 'info',
     format: output,
     defaultMeta: opts.defaultMeta,
     transports: [transport],
   });
+  return logger;
 }
 
 function prettyLine(info: Record<string, unknown>): string {

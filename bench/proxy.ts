@@ -1,0 +1,170 @@
+/**
+ * integration-proxy benchmark: wake-up latency of an idle parked poll,
+ * lease + results throughput with batching on SQLite, and the proxy's RSS
+ * with 2 000 parked polls. The proxy runs as its own process (dist/bin), the
+ * load comes from this one over loopback HTTP with keep-alive.
+ *
+ *   npm run -s build && node dist/bench/proxy.js [--jobs 20000] [--pollers 4] [--max 32] [--parked 2000]
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    jobs: { type: 'string', default: '20000' },
+    pollers: { type: 'string', default: '4' },
+    max: { type: 'string', default: '32' },
+    parked: { type: 'string', default: '2000' },
+    wakeups: { type: 'string', default: '300' },
+  },
+});
+const JOBS = Number(values.jobs);
+const POLLERS = Number(values.pollers);
+const MAX = Number(values.max);
+const PARKED = Number(values.parked);
+const WAKEUPS = Number(values.wakeups);
+
+const here = new URL('.', import.meta.url).pathname;
+const proxyJs = resolve(here, '../bin/integration-proxy.js');
+const dir = mkdtempSync(join(tmpdir(), 'outpost-bench-'));
+const ADMIN = 'adm-bench-0123456789abcdef';
+const env = { PATH: process.env.PATH ?? '', PROXY_STORE: `sqlite:${join(dir, 'bench.db')}`, PROXY_ADMIN_TOKEN: ADMIN, PROXY_PORT: '0', PROXY_LOG_LEVEL: 'info' };
+
+const agent = new Agent({ keepAlive: true, maxSockets: PARKED + 64 });
+let base = '';
+
+function call(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((res, rej) => {
+    const req = request(base + path, {
+      method,
+      agent,
+      headers: { authorization: `Bearer ${token}`, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
+    });
+    req.on('response', (r) => {
+      const chunks: Buffer[] = [];
+      r.on('data', (c: Buffer) => chunks.push(c));
+      r.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        res({ status: r.statusCode ?? 0, body: text ? JSON.parse(text) : undefined });
+      });
+    });
+    req.on('error', rej);
+    req.end(payload);
+  });
+}
+
+const lease = (token: string, agentId: string, max: number, waitMs: number) =>
+  call('POST', '/v1/agent/lease', token, { agentId, hostname: 'bench', version: '1', resources: [], max, waitMs });
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc (clock ticks of 10 ms). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+let proxyPid: number | undefined;
+
+async function main(): Promise<void> {
+  const tok = spawnSync(process.execPath, [proxyJs, 'token', 'create', '--pool', 'bench'], { env, encoding: 'utf8' });
+  const token = tok.stdout.trim().split('\n').at(-1)!;
+  const child = spawn(process.execPath, [proxyJs, 'start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  base = await new Promise<string>((res, rej) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /"url":"([^"]+)"/.exec(out);
+      if (m) res(m[1]!);
+    });
+    child.once('exit', (code) => rej(new Error(`proxy exited ${code}`)));
+  });
+  proxyPid = child.pid;
+  console.log(`proxy ${base} (pid ${child.pid}), SQLite, node ${process.version}`);
+  console.log(`RSS idle: ${rssMb(child.pid!).toFixed(1)} MB`);
+
+  // 1. Wake-up latency: one idle parked poll; time from sending the enqueue to receiving the lease answer.
+  const wake: number[] = [];
+  const rtt: number[] = [];
+  const afterAck: number[] = [];
+  for (let i = 0; i < WAKEUPS + 20; i++) {
+    const parked = lease(token, 'waker', 1, 30_000);
+    await new Promise((r) => setTimeout(r, 5));
+    const t0 = process.hrtime.bigint();
+    const enq = call('POST', '/v1/jobs', ADMIN, { pool: 'bench', type: 'ping' });
+    let t2 = 0n;
+    void enq.then(() => (t2 = process.hrtime.bigint()));
+    const got = await parked;
+    const t1 = process.hrtime.bigint();
+    await enq;
+    const job = got.body.jobs[0];
+    await call('POST', '/v1/agent/results', token, { agentId: 'waker', results: [{ jobId: job.id, leaseToken: job.leaseToken, outcome: 'succeeded', result: {} }] });
+    if (i >= 20) {
+      wake.push(Number(t1 - t0) / 1e6);
+      rtt.push(Number(t2 - t0) / 1e6);
+      afterAck.push(Math.max(0, Number(t1 - t2) / 1e6));
+    }
+  }
+  for (const xs of [wake, rtt, afterAck]) xs.sort((a, b) => a - b);
+  const f = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms`;
+  console.log(`wake-up, ${WAKEUPS} samples of an idle parked poll:`);
+  console.log(`  enqueue sent → lease answer received: ${f(wake)}`);
+  console.log(`  enqueue acknowledged → lease answer received: ${f(afterAck)}`);
+  console.log(`  (enqueue round trip alone: ${f(rtt)})`);
+
+  // 2. Throughput: JOBS queued in batches of 1 000, then POLLERS concurrent pollers (max MAX), results batched per lease answer.
+  for (let n = 0; n < JOBS; n += 1000) {
+    const jobs = Array.from({ length: Math.min(1000, JOBS - n) }, () => ({ pool: 'bench', type: 'ping', payload: { delayMs: 0 } }));
+    await call('POST', '/v1/jobs/batch', ADMIN, { jobs });
+  }
+  let done = 0;
+  const cpu0 = cpuSeconds(child.pid!);
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    Array.from({ length: POLLERS }, async (_, p) => {
+      const agentId = `poller-${p}`;
+      for (;;) {
+        const r = await lease(token, agentId, MAX, 0);
+        const jobs = r.body.jobs as Array<{ id: string; leaseToken: string }>;
+        if (!jobs.length) return;
+        const results = jobs.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken, outcome: 'succeeded', result: { ok: true } }));
+        const ack = await call('POST', '/v1/agent/results', token, { agentId, results });
+        done += (ack.body.results as Array<{ status: string }>).filter((x) => x.status === 'accepted').length;
+      }
+    }),
+  );
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = cpuSeconds(child.pid!) - cpu0;
+  console.log(`throughput: ${done} jobs leased + completed in ${secs.toFixed(2)} s = ${Math.round(done / secs)} jobs/s (${POLLERS} pollers, max ${MAX}, results batched)`);
+  console.log(`  proxy CPU ${cpu.toFixed(2)} s = ${Math.round(done / Math.max(cpu, 0.01))} jobs per proxy CPU-second (the ceiling on one free core); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+
+  // 3. Memory: PARKED idle polls held open.
+  const polls = Array.from({ length: PARKED }, (_, i) => lease(token, `idle-${i}`, 1, 30_000));
+  await new Promise((r) => setTimeout(r, 3000));
+  console.log(`RSS with ${PARKED} parked polls: ${rssMb(child.pid!).toFixed(1)} MB`);
+  child.kill('SIGTERM');
+  const answered = await Promise.all(polls);
+  console.log(`stop answered ${answered.filter((a) => a.status === 200 && a.body.jobs.length === 0).length}/${PARKED} parked polls with {jobs: []}`);
+  await new Promise((r) => child.once('exit', r));
+  agent.destroy();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  // Never leave the proxy process behind.
+  if (proxyPid) process.kill(proxyPid, 'SIGKILL');
+  process.exit(1);
+});

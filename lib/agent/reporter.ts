@@ -1,0 +1,167 @@
+import type { Logger } from '../log/index.js';
+import type { ResultItem, ResultsRequest, ResultsResponse } from '../protocol/schemas.js';
+import { Backoff } from '../util/backoff.js';
+import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
+import { OutpostError } from '../util/errors.js';
+import type { LeaseKeeper } from './leases.js';
+import type { AgentMetrics } from './metrics.js';
+
+/** The part of the protocol client the reporter uses. */
+export interface ResultsApi {
+  results(body: ResultsRequest, signal?: AbortSignal): Promise<ResultsResponse>;
+}
+
+/** Options of the result reporter. */
+export interface ResultReporterOptions {
+  agentId: string;
+  /** How long a first result waits for others to join its call. Default 5 ms. */
+  coalesceMs?: number;
+  /** Results per call (the protocol allows 1 000). Default 1 000. */
+  maxBatch?: number;
+  /** Backoff between failed calls. Default 1 s → 30 s, ×2, full jitter. */
+  backoff?: Backoff;
+}
+
+/**
+ * Sends job results, coalescing those that finish together into one
+ * `results` call. A failed call is retried with backoff; a result is dropped
+ * only when its lease is no longer ours (the keeper ended it), never because
+ * the proxy was briefly away. The lease stays held, and heart-beaten, until
+ * the proxy answers `accepted` or `lost`.
+ */
+export class ResultReporter {
+  private queue: ResultItem[] = [];
+  private timer: TimerHandle | undefined;
+  private loop: Promise<void> | undefined;
+  private readonly backoff: Backoff;
+  private readonly stopController = new AbortController();
+  private singles = false;
+  private idleWaiters: Array<() => void> = [];
+  /** `results` calls sent (for tests and the benchmark). */
+  calls = 0;
+
+  constructor(
+    private readonly deps: { api: ResultsApi; clock: Clock; log: Logger; keeper: LeaseKeeper; metrics?: AgentMetrics },
+    private readonly opts: ResultReporterOptions,
+  ) {
+    this.backoff = opts.backoff ?? new Backoff();
+  }
+
+  /** Results waiting to be sent or in flight. */
+  get pending(): number {
+    return this.queue.length + (this.loop ? 1 : 0);
+  }
+
+  /** Queues a result; marks its lease as reporting so a drain does not release it. */
+  submit(item: ResultItem): void {
+    const lease = this.deps.keeper.get(item.jobId);
+    if (!lease || lease.job.leaseToken !== item.leaseToken) return;
+    lease.phase = 'reporting';
+    this.queue.push(item);
+    if (this.loop || this.timer) return;
+    this.timer = this.deps.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, this.opts.coalesceMs ?? 5);
+  }
+
+  /** Resolves when every queued result has been answered or dropped (the drain's flush). */
+  async flush(): Promise<void> {
+    if (this.timer) {
+      this.deps.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+      this.kick();
+    }
+    if (!this.loop && this.queue.length === 0) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops retrying; unsent results stay unsent (their leases expire and the jobs run again). */
+  stop(): void {
+    this.stopController.abort(new OutpostError('aborted', 'result reporter stopped'));
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.queue = [];
+    this.wakeIdle();
+  }
+
+  private kick(): void {
+    if (this.loop || this.stopController.signal.aborted) return;
+    this.loop = this.run().finally(() => {
+      this.loop = undefined;
+      if (this.queue.length > 0 && !this.stopController.signal.aborted) this.kick();
+      else this.wakeIdle();
+    });
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopController.signal;
+    while (this.queue.length > 0 && !signal.aborted) {
+      // Drop results whose lease ended (lost, cancelled, fenced): the proxy would refuse them.
+      this.queue = this.queue.filter((r) => this.deps.keeper.get(r.jobId)?.job.leaseToken === r.leaseToken);
+      if (this.queue.length === 0) break;
+      const batch = this.queue.slice(0, this.singles ? 1 : (this.opts.maxBatch ?? 1000));
+      try {
+        this.calls++;
+        const res = await this.deps.api.results({ agentId: this.opts.agentId, results: batch }, signal);
+        this.backoff.reset();
+        this.singles = false;
+        this.settle(batch, res);
+      } catch (err) {
+        if (signal.aborted) return;
+        const e = err instanceof OutpostError ? err : new OutpostError('internal', String(err));
+        if (!e.retryable && e.code !== 'unauthorized' && this.reject(batch, e)) continue;
+        const delayMs = this.backoff.next(e.retryAfterMs);
+        this.deps.metrics?.backoffs.inc({ call: 'results' });
+        this.deps.log.warn('sending results failed; retrying', { code: e.code, error: e.message, results: batch.length, retryInMs: delayMs });
+        await sleep(this.deps.clock, delayMs, signal).catch(() => undefined);
+      }
+    }
+  }
+
+  private settle(batch: ResultItem[], res: ResultsResponse): void {
+    const status = new Map(res.results.map((r) => [r.jobId, r.status]));
+    const sent = new Set(batch);
+    this.queue = this.queue.filter((r) => !sent.has(r));
+    for (const item of batch) {
+      const s = status.get(item.jobId);
+      if (s === 'lost') this.deps.log.warn('result refused: the lease was lost', { jobId: item.jobId });
+      const lease = this.deps.keeper.get(item.jobId);
+      if (lease?.job.leaseToken === item.leaseToken) this.deps.keeper.remove(item.jobId);
+    }
+  }
+
+  /**
+   * The proxy refused a batch for good (400/413, e.g. a result too large).
+   * Several items: send them one by one to find the culprit. One success:
+   * report it as failed instead, so the job still ends. Returns false to back off.
+   */
+  private reject(batch: ResultItem[], e: OutpostError): boolean {
+    if (batch.length > 1) {
+      this.singles = true;
+      return true;
+    }
+    const item = batch[0]!;
+    const idx = this.queue.indexOf(item);
+    if (item.outcome === 'succeeded' && idx >= 0) {
+      const code = e.code === 'too_large' ? 'too_large' : 'invalid_request';
+      this.queue[idx] = {
+        jobId: item.jobId,
+        leaseToken: item.leaseToken,
+        outcome: 'failed',
+        error: { code, message: `the integration-proxy refused the result: ${e.message}`.slice(0, 4000), retryable: false },
+      };
+      return true;
+    }
+    this.deps.log.error('the integration-proxy refused a result; dropping it', { jobId: item.jobId, code: e.code, error: e.message });
+    if (idx >= 0) this.queue.splice(idx, 1);
+    this.deps.keeper.remove(item.jobId);
+    return true;
+  }
+}

@@ -1,0 +1,221 @@
+import { readFileSync } from 'node:fs';
+import { Type, type Static } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import type { Filter } from 'ldapts';
+import { OutpostError } from '../../util/errors.js';
+import { registerSecret } from '../../util/redact.js';
+import type { ConnectorDeps } from '../types.js';
+import { DnSyntaxError, isUnderDN, parseDN, parseFilterStrict, type Rdn } from './dn.js';
+
+const Strict = { additionalProperties: false } as const;
+const AttrName = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9;.-]*$' });
+
+/**
+ * A `kind: "ldap"` resource of the agent config. Only `url`, `bindDN`, a
+ * password and `baseDN` are required; everything else has a default per
+ * `flavor`.
+ */
+export const LdapResourceSchema = Type.Object(
+  {
+    kind: Type.Optional(Type.Literal('ldap')),
+    /** `ldap://host[:389]` or `ldaps://host[:636]`. */
+    url: Type.String({ pattern: '^ldaps?://[^/?#\\s]+/?$' }),
+    /** Upgrade an `ldap://` connection with StartTLS before binding. Default false. */
+    startTls: Type.Optional(Type.Boolean()),
+    /** The service account's DN; with `flavor: "ad"` also `svc@corp.example` (UPN) or `CORP\\svc`. */
+    bindDN: Type.String({ minLength: 1, maxLength: 2048 }),
+    /** File holding the bind password (a Kubernetes secret mount); re-read for every new connection. */
+    passwordFile: Type.Optional(Type.String({ minLength: 1 })),
+    /** The bind password itself, when the agent config maps it from the environment. */
+    password: Type.Optional(Type.String({ minLength: 1 })),
+    /** Nothing outside this subtree is ever read or written. */
+    baseDN: Type.String({ minLength: 1, maxLength: 2048 }),
+    /** `openldap` (default) or `ad`: account state, uid attribute, group classes, ranged retrieval. */
+    flavor: Type.Optional(Type.Union([Type.Literal('ad'), Type.Literal('openldap')])),
+    /** Where accounts live; default `baseDN`. Must lie under `baseDN`. */
+    userBase: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
+    /** Where groups live; default `baseDN`. Must lie under `baseDN`. */
+    groupBase: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
+    /** Default AD `(&(objectCategory=person)(objectClass=user))`, OpenLDAP `(objectClass=inetOrgPerson)`. */
+    userFilter: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    /** Default AD `(objectClass=group)`, OpenLDAP groupOfNames, groupOfUniqueNames or posixGroup. */
+    groupFilter: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    /** Entries per paged-results page. Default 500. */
+    pageSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    /** Per LDAP request (each page counts as one). Default 30 000 ms. */
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+    /** TCP (and TLS) connect. Default 10 000 ms. */
+    connectTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          /** PEM file of the CA(s) to trust, in addition to none: the system store is used when absent. */
+          caFile: Type.Optional(Type.String({ minLength: 1 })),
+          /** Name expected in the server certificate when it differs from the URL's host. */
+          serverName: Type.Optional(Type.String({ minLength: 1 })),
+        },
+        Strict,
+      ),
+    ),
+    /** Pooled, bound connections. Default 4. */
+    maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    /**
+     * A pooled connection idle longer than this is closed rather than reused:
+     * firewalls and AD (MaxConnIdleTime 900 s) drop idle connections, often
+     * without a FIN. Default 300 000 ms.
+     */
+    idleTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 86_400_000 })),
+    /** Values per ranged read of a large AD group (`member;range=0-1499`). Default 1 500, AD's MaxValRange. */
+    rangeSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    /** Extra attributes copied into `attributes` of account records. */
+    accountAttributes: Type.Optional(Type.Array(AttrName, { maxItems: 50 })),
+    openldap: Type.Optional(
+      Type.Object(
+        {
+          /** Present means disabled. Default `pwdAccountLockedTime` (ppolicy). */
+          disabledAttribute: Type.Optional(AttrName),
+          /** Value written to disable. Default `000001010000Z` (ppolicy: locked until an admin unlocks). */
+          disabledValue: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+        },
+        Strict,
+      ),
+    ),
+  },
+  Strict,
+);
+export type LdapResourceConfig = Static<typeof LdapResourceSchema>;
+
+/** The config with defaults applied, DNs parsed and the filters compiled. */
+export interface LdapSettings {
+  name: string;
+  url: string;
+  secure: boolean;
+  startTls: boolean;
+  host: string;
+  bindDN: string;
+  /** Returns the current password (re-reads the file: rotated secrets work without a restart). */
+  password(): string;
+  baseDN: string;
+  base: Rdn[];
+  flavor: 'ad' | 'openldap';
+  userBase: string;
+  groupBase: string;
+  userFilter: Filter;
+  groupFilter: Filter;
+  pageSize: number;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+  ca: Buffer | undefined;
+  serverName: string | undefined;
+  maxConnections: number;
+  idleTimeoutMs: number;
+  rangeSize: number;
+  accountAttributes: string[];
+  disabledAttribute: string;
+  disabledValue: string;
+}
+
+const check = TypeCompiler.Compile(LdapResourceSchema);
+
+const DEFAULT_FILTERS = {
+  ad: { user: '(&(objectCategory=person)(objectClass=user))', group: '(objectClass=group)' },
+  openldap: {
+    user: '(objectClass=inetOrgPerson)',
+    group: '(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))',
+  },
+} as const;
+
+/**
+ * Validates one `resources.<name>` entry and applies defaults. Every problem
+ * is a `config_error` naming `resources.<name>.<key>`; the password is read
+ * (and registered for redaction) but never shown.
+ */
+export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps: Pick<ConnectorDeps, 'readSecret'>): LdapSettings {
+  const at = (key: string) => `resources.${name}.${key}`;
+  if (!check.Check(raw)) {
+    const problems: string[] = [];
+    for (const e of check.Errors(raw)) {
+      const key = e.path.replace(/^\//, '').replace(/\//g, '.');
+      problems.push(key ? `${at(key)}: ${e.message}` : `resources.${name}: ${e.message}`);
+      if (problems.length >= 3) break;
+    }
+    throw new OutpostError('config_error', problems.join('; '));
+  }
+  const c = raw;
+  if (!c.password && !c.passwordFile) throw new OutpostError('config_error', `${at('passwordFile')}: a password or passwordFile is required`);
+  if (c.password && c.passwordFile) throw new OutpostError('config_error', `${at('password')}: give either password or passwordFile, not both`);
+  const url = new URL(c.url);
+  const secure = url.protocol === 'ldaps:';
+  if (secure && c.startTls) throw new OutpostError('config_error', `${at('startTls')}: StartTLS needs an ldap:// URL`);
+
+  const dn = (key: string, value: string): Rdn[] => {
+    try {
+      const rdns = parseDN(value);
+      if (rdns.length === 0) throw new DnSyntaxError('an empty DN');
+      return rdns;
+    } catch (err) {
+      throw new OutpostError('config_error', `${at(key)}: not a valid DN (${(err as Error).message})`);
+    }
+  };
+  const flavor = c.flavor ?? 'openldap';
+  // AD also binds by user principal name or down-level logon name.
+  if (!(flavor === 'ad' && /^[^=,\s]+(@[^=,\s]+|\\[^=,\\\s]+)$/.test(c.bindDN))) dn('bindDN', c.bindDN);
+  const base = dn('baseDN', c.baseDN);
+  for (const key of ['userBase', 'groupBase'] as const) {
+    const v = c[key];
+    if (v !== undefined && !isUnderDN(dn(key, v), base)) throw new OutpostError('config_error', `${at(key)}: must lie under baseDN`);
+  }
+  const filter = (key: string, value: string): Filter => {
+    try {
+      return parseFilterStrict(value);
+    } catch {
+      throw new OutpostError('config_error', `${at(key)}: not a valid LDAP filter`);
+    }
+  };
+
+  let password: () => string;
+  if (c.passwordFile) {
+    const file = c.passwordFile;
+    deps.readSecret(file); // fail now, at startup, when the file is missing
+    password = () => deps.readSecret(file);
+  } else {
+    const value = c.password!;
+    registerSecret(value);
+    password = () => value;
+  }
+  let ca: Buffer | undefined;
+  if (c.tls?.caFile) {
+    try {
+      ca = readFileSync(c.tls.caFile);
+    } catch (err) {
+      throw new OutpostError('config_error', `${at('tls.caFile')}: cannot read ${c.tls.caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  return {
+    name,
+    url: c.url,
+    secure,
+    startTls: c.startTls ?? false,
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    bindDN: c.bindDN,
+    password,
+    baseDN: c.baseDN,
+    base,
+    flavor,
+    userBase: c.userBase ?? c.baseDN,
+    groupBase: c.groupBase ?? c.baseDN,
+    userFilter: filter('userFilter', c.userFilter ?? DEFAULT_FILTERS[flavor].user),
+    groupFilter: filter('groupFilter', c.groupFilter ?? DEFAULT_FILTERS[flavor].group),
+    pageSize: c.pageSize ?? 500,
+    timeoutMs: c.timeoutMs ?? 30_000,
+    connectTimeoutMs: c.connectTimeoutMs ?? 10_000,
+    ca,
+    serverName: c.tls?.serverName,
+    maxConnections: c.maxConnections ?? 4,
+    idleTimeoutMs: c.idleTimeoutMs ?? 300_000,
+    rangeSize: c.rangeSize ?? 1500,
+    accountAttributes: c.accountAttributes ?? [],
+    disabledAttribute: c.openldap?.disabledAttribute ?? 'pwdAccountLockedTime',
+    disabledValue: c.openldap?.disabledValue ?? '000001010000Z',
+  };
+}

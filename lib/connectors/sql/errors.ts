@@ -1,0 +1,131 @@
+import { OutpostError, type ErrorCode } from '../../util/errors.js';
+import { redact } from '../../util/redact.js';
+import type { SqlKind } from './options.js';
+
+/** What a driver error means for the job: its wire code and whether another attempt may succeed. */
+export interface Mapped {
+  code: ErrorCode;
+  retryable: boolean;
+}
+const r = (code: ErrorCode): Mapped => ({ code, retryable: true });
+const f = (code: ErrorCode): Mapped => ({ code, retryable: false });
+
+/** PostgreSQL SQLSTATE codes (exact), then by class (first two characters). */
+export const PG_CODES: Record<string, Mapped> = {
+  '57P01': r('unavailable'), // admin shutdown
+  '57P02': r('unavailable'), // crash shutdown
+  '57P03': r('unavailable'), // cannot connect now (starting up)
+  '40P01': r('conflict'), // deadlock
+  '40001': r('conflict'), // serialization failure
+  '55P03': r('busy'), // lock not available / lock_timeout
+  '57014': r('timeout'), // statement_timeout (a cancel we asked for is reported as the abort instead)
+  '53300': r('busy'), // too many connections
+  '42501': f('permission_denied'),
+  '28P01': f('invalid_credentials'),
+  '28000': f('invalid_credentials'),
+  '42601': f('invalid_request'), // syntax
+  '42704': f('not_found'), // undefined object (role)
+  '3D000': f('not_found'), // database does not exist
+  '0LP01': f('invalid_request'), // invalid grant operation (e.g. role into itself)
+  '0P000': f('invalid_request'), // invalid role specification
+};
+const PG_CLASSES: Record<string, Mapped> = {
+  '08': r('unavailable'), '53': r('busy'), '40': r('conflict'), '42': f('invalid_request'), '22': f('invalid_request'),
+  '23': f('conflict'), '28': f('invalid_credentials'), '57': r('unavailable'), '58': r('unavailable'),
+};
+
+/** MySQL/MariaDB error numbers. */
+export const MYSQL_CODES: Record<number, Mapped> = {
+  1213: r('conflict'), // deadlock
+  1205: r('busy'), // lock wait timeout
+  1040: r('busy'), // too many connections
+  1203: r('busy'), // max_user_connections
+  1044: f('permission_denied'), // access denied to database
+  1045: f('invalid_credentials'), // access denied (password)
+  1142: f('permission_denied'), 1143: f('permission_denied'), 1227: f('permission_denied'), 1370: f('permission_denied'),
+  1064: f('invalid_request'), // syntax
+  1054: f('invalid_request'), 1146: f('invalid_request'),
+  1396: f('not_found'), // operation failed for a user/role that does not exist
+  1959: f('not_found'), // invalid role specification (MariaDB)
+  3523: f('not_found'), // unknown authorization ID (MySQL)
+  1049: f('not_found'), // unknown database
+  1317: r('aborted'), // query interrupted (KILL QUERY)
+  1969: r('timeout'), // MariaDB max_statement_time exceeded
+  3024: r('timeout'), // MySQL max_execution_time exceeded
+  2006: r('unavailable'), 2013: r('unavailable'), 1053: r('unavailable'), 1927: r('unavailable'),
+};
+
+/** SQL Server error numbers (tedious `EREQUEST` carries `number`). */
+export const MSSQL_NUMBERS: Record<number, Mapped> = {
+  1205: r('conflict'), // deadlock victim
+  1222: r('busy'), // lock request timeout
+  18456: f('invalid_credentials'), // login failed
+  229: f('permission_denied'), 230: f('permission_denied'), 262: f('permission_denied'), 300: f('permission_denied'), 15247: f('permission_denied'),
+  102: f('invalid_request'), 156: f('invalid_request'), 207: f('invalid_request'), 208: f('invalid_request'),
+  15151: f('not_found'), // cannot find the user/role/login
+  15007: f('not_found'), // not a valid login
+  4060: f('not_found'), // cannot open database
+};
+
+/** Driver and Node codes that are not database error numbers. */
+export const DRIVER_CODES: Record<string, Mapped> = {
+  ECONNREFUSED: r('unavailable'), ECONNRESET: r('unavailable'), EHOSTUNREACH: r('unavailable'), ENETUNREACH: r('unavailable'),
+  EPIPE: r('unavailable'), ENOTFOUND: r('unavailable'), EAI_AGAIN: r('unavailable'), ETIMEDOUT: r('timeout'),
+  PROTOCOL_CONNECTION_LOST: r('unavailable'), PROTOCOL_SEQUENCE_TIMEOUT: r('timeout'),
+  // tedious
+  ESOCKET: r('unavailable'), ETIMEOUT: r('timeout'), ELOGIN: f('invalid_credentials'), ECANCEL: r('aborted'), ECLOSE: r('unavailable'),
+  // TLS
+  DEPTH_ZERO_SELF_SIGNED_CERT: f('tls_error'), SELF_SIGNED_CERT_IN_CHAIN: f('tls_error'), UNABLE_TO_VERIFY_LEAF_SIGNATURE: f('tls_error'),
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: f('tls_error'), CERT_HAS_EXPIRED: f('tls_error'), ERR_TLS_CERT_ALTNAME_INVALID: f('tls_error'),
+  HANDSHAKE_NO_SSL_SUPPORT: f('tls_error'), HANDSHAKE_SSL_ERROR: f('tls_error'),
+  // better-sqlite3
+  SQLITE_BUSY: r('busy'), SQLITE_LOCKED: r('busy'), SQLITE_ERROR: f('invalid_request'), SQLITE_RANGE: f('invalid_request'),
+  SQLITE_MISMATCH: f('invalid_request'), SQLITE_READONLY: f('permission_denied'), SQLITE_PERM: f('permission_denied'),
+  SQLITE_AUTH: f('permission_denied'), SQLITE_CANTOPEN: f('unavailable'), SQLITE_NOTADB: f('invalid_request'),
+};
+
+interface DriverError {
+  code?: unknown;
+  errno?: unknown;
+  number?: unknown;
+  sqlState?: unknown;
+  name?: unknown;
+  message?: unknown;
+  errors?: unknown;
+}
+
+/** Looks up one driver error in the table of its dialect; undefined when nothing matches. */
+export function classify(kind: SqlKind, err: DriverError): Mapped | undefined {
+  const code = typeof err.code === 'string' ? err.code : undefined;
+  if (kind === 'postgres' && code && /^[0-9A-Z]{5}$/.test(code)) return PG_CODES[code] ?? PG_CLASSES[code.slice(0, 2)];
+  if (kind === 'mysql' && typeof err.errno === 'number' && MYSQL_CODES[err.errno]) return MYSQL_CODES[err.errno];
+  if (kind === 'mssql' && typeof err.number === 'number' && MSSQL_NUMBERS[err.number]) return MSSQL_NUMBERS[err.number];
+  if (code?.startsWith('SQLITE_CONSTRAINT')) return f('conflict');
+  if (code && DRIVER_CODES[code]) return DRIVER_CODES[code];
+  if (err.name === 'KnexTimeoutError') return r('busy'); // pool exhausted: acquireTimeoutMs passed
+  const message = typeof err.message === 'string' ? err.message : '';
+  if (/does not support SSL|SSL connection is required|self[- ]signed certificate|certificate/i.test(message)) return f('tls_error');
+  // node-postgres reports a socket closed under it with no code.
+  if (/^Connection terminated/i.test(message) || /connection (was )?(lost|closed)/i.test(message)) return r('unavailable');
+  if (kind === 'mysql' && typeof err.sqlState === 'string' && err.sqlState.startsWith('08')) return r('unavailable');
+  // AggregateError (pg connecting to localhost tries ::1 and 127.0.0.1): classify by the first inner error.
+  if (Array.isArray(err.errors) && err.errors[0]) return classify(kind, err.errors[0] as DriverError);
+  return undefined;
+}
+
+/**
+ * Turns any error of a driver into an OutpostError with a safe message: the
+ * driver's own text (which names users and objects, never passwords) after
+ * redaction, prefixed with the dialect and its code.
+ */
+export function mapSqlError(kind: SqlKind, err: unknown): OutpostError {
+  if (err instanceof OutpostError) return err;
+  const e = (err ?? {}) as DriverError;
+  const mapped = classify(kind, e) ?? f('internal');
+  const id = typeof e.code === 'string' ? e.code : typeof e.errno === 'number' ? String(e.errno) : typeof e.number === 'number' ? String(e.number) : undefined;
+  let text = typeof e.message === 'string' ? e.message : '';
+  if (!text && Array.isArray(e.errors)) text = String((e.errors[0] as DriverError | undefined)?.message ?? '');
+  if (!text) text = String(err);
+  const message = redact(`${kind}${id ? ` ${id}` : ''}: ${text || 'error'}`);
+  return new OutpostError(mapped.code, message, { retryable: mapped.retryable, cause: err });
+}

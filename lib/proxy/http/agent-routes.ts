@@ -1,0 +1,116 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { OutpostError } from '../../util/errors.js';
+import {
+  HeartbeatRequest,
+  Id,
+  LeaseRequest,
+  OutputRequest,
+  ReleaseRequest,
+  ResultsRequest,
+  type LeasedJob,
+  type LeaseResponse,
+} from '../../protocol/schemas.js';
+import type { RouteDeps, RouteOptions } from './context.js';
+
+const JobParams = Type.Object({ id: Id });
+
+/**
+ * Aborts when the client's connection closes before the answer was handed to
+ * it. Node emits 'finish' even for a response whose socket was destroyed
+ * mid-write, so the socket's state at 'finish' decides whether it was delivered.
+ */
+function closeSignal(reply: FastifyReply): AbortSignal {
+  const ac = new AbortController();
+  const socket = reply.raw.socket;
+  let delivered = false;
+  reply.raw.once('finish', () => {
+    delivered = !!socket && !socket.destroyed;
+  });
+  reply.raw.once('close', () => {
+    if (!delivered) ac.abort();
+  });
+  return ac.signal;
+}
+
+/** The agent side of wire protocol v1 (DESIGN "Agent side"). */
+export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, deps: RouteDeps): void {
+  const { auth, leases, agents, waiters, clock, log } = deps;
+
+  app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest } }, async (req, reply): Promise<LeaseResponse> => {
+    const closed = closeSignal(reply);
+    const socket = req.raw.socket;
+    const pool = await auth.agent(req);
+    const body = req.body;
+    await agents.touch(pool, body);
+    const resources = new Set(body.resources);
+    const deadline = clock.now() + Math.min(body.waitMs, opts.maxWaitMs);
+    let woken = false;
+    for (;;) {
+      if (closed.aborted || socket.destroyed || deps.state() !== 'running') {
+        // A wake-up this poll can no longer use goes to another poll.
+        if (woken) void waiters.recheckPool(pool);
+        return { jobs: [] };
+      }
+      const generation = waiters.generation(pool);
+      const jobs = await leases.claim(pool, body.agentId, body.resources, body.max);
+      if (jobs.length) {
+        deliver(reply, closed, pool, jobs);
+        return { jobs };
+      }
+      if (woken) void waiters.recheckPool(pool);
+      if (waiters.generation(pool) !== generation) continue;
+      const remainingMs = deadline - clock.now();
+      if (remainingMs <= 0) return { jobs: [] };
+      const outcome = await waiters.wait(pool, resources, remainingMs, closed);
+      if (outcome !== 'woken' && outcome !== 'closed') return { jobs: [] };
+      woken = outcome === 'woken';
+    }
+  });
+
+  /**
+   * A lease answer that cannot be delivered (the agent left during the poll,
+   * or the write failed) gives its jobs back at once, spending no attempt.
+   */
+  function deliver(reply: FastifyReply, closed: AbortSignal, pool: string, jobs: LeasedJob[]): void {
+    const giveBack = () => {
+      const refs = jobs.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken }));
+      leases.release(pool, refs).then(
+        (r) => log.info('lease answer not delivered; jobs given back', { pool, released: r.filter((x) => x.status === 'released').length }),
+        (err: unknown) => log.error('could not give back undelivered jobs', { pool, err }),
+      );
+    };
+    if (closed.aborted) giveBack();
+    else closed.addEventListener('abort', giveBack, { once: true });
+  }
+
+  app.post<{ Body: HeartbeatRequest }>('/v1/agent/heartbeat', { schema: { body: HeartbeatRequest } }, async (req) => {
+    const pool = await auth.agent(req);
+    await agents.touch(pool, { agentId: req.body.agentId });
+    return { leases: await leases.heartbeat(pool, req.body.agentId, req.body.leases) };
+  });
+
+  app.post<{ Body: ResultsRequest }>('/v1/agent/results', { schema: { body: ResultsRequest } }, async (req) => {
+    const pool = await auth.agent(req);
+    return { results: await leases.results(pool, req.body.results) };
+  });
+
+  app.post<{ Body: ReleaseRequest }>('/v1/agent/release', { schema: { body: ReleaseRequest } }, async (req) => {
+    const pool = await auth.agent(req);
+    return { leases: await leases.release(pool, req.body.leases) };
+  });
+
+  app.post<{ Body: OutputRequest; Params: { id: string } }>(
+    '/v1/agent/jobs/:id/output',
+    { schema: { body: OutputRequest, params: JobParams } },
+    async (req) => {
+      const pool = await auth.agent(req);
+      const { leaseToken, seq, records } = req.body;
+      const status = await deps.output.append(pool, req.params.id, leaseToken, seq, records);
+      // Another pool's job is "not found": a token never learns that it exists.
+      if (status === 'not_found') throw new OutpostError('not_found', 'no such job');
+      if (status === 'lost') throw new OutpostError('lease_lost', 'the lease of this job is gone');
+      return { status };
+    },
+  );
+}

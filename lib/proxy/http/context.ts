@@ -1,0 +1,34 @@
+import type { Clock } from '../../util/clock.js';
+import type { LifecycleState } from '../../util/lifecycle.js';
+import type { Logger } from '../../log/index.js';
+import type { Db } from '../store/db.js';
+import type { LeaseStore } from '../store/leases.js';
+import type { JobStore } from '../store/jobs.js';
+import type { OutputStore } from '../store/output.js';
+import type { TokenStore } from '../store/tokens.js';
+import type { AgentStore } from '../store/agents.js';
+import type { Waiters } from '../waiters.js';
+import type { JobWatch } from '../watch.js';
+import type { Authenticator } from './auth.js';
+
+/** The slice of config the routes need. */
+export interface RouteOptions {
+  /** Cap on a lease poll's wait and on `GET /v1/jobs/{id}?waitMs`. */
+  maxWaitMs: number;
+}
+
+/** What the routes work with; built once by the composition root. */
+export interface RouteDeps {
+  clock: Clock;
+  log: Logger;
+  db: Db;
+  auth: Authenticator;
+  leases: LeaseStore;
+  jobs: JobStore;
+  output: OutputStore;
+  tokens: TokenStore;
+  agents: AgentStore;
+  waiters: Waiters;
+  watch: JobWatch;
+  state(): LifecycleState;
+}

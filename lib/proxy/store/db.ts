@@ -1,0 +1,221 @@
+import type { Knex } from 'knex';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Logger } from '../../log/index.js';
+
+/** The two supported stores. */
+export type Dialect = 'sqlite' | 'postgres';
+
+/** A knex handle with the dialect it speaks. */
+export interface Db {
+  knex: Knex;
+  dialect: Dialect;
+}
+
+/** The dialect a store URL selects (`sqlite:<file>` or `postgres://…`). */
+export function dialectOf(url: string): Dialect {
+  return /^postgres(ql)?:\/\//.test(url) ? 'postgres' : 'sqlite';
+}
+
+/**
+ * knex configuration for a store URL. SQLite runs in WAL with synchronous
+ * NORMAL (durable across process crashes, fast commits) and a busy timeout so
+ * that a CLI `token create` beside a running proxy waits instead of failing.
+ */
+export function knexConfig(url: string, log?: Logger): Knex.Config {
+  // knex writes its warnings (lost connections, pool errors) to the console unless given a logger.
+  const logging = log
+    ? {
+        log: {
+          warn: (m: unknown) => log.warn(`store: ${String(m)}`),
+          error: (m: unknown) => log.error(`store: ${String(m)}`),
+          deprecate: (m: unknown) => log.debug(`store: ${String(m)}`),
+          debug: () => {},
+        },
+      }
+    : {};
+  if (dialectOf(url) === 'postgres') {
+    return { client: 'pg', connection: url, pool: { min: 0, max: 10 }, ...logging };
+  }
+  const file = resolve(url.slice('sqlite:'.length));
+  mkdirSync(dirname(file), { recursive: true });
+  return {
+    client: 'better-sqlite3',
+    connection: { filename: file },
+    ...logging,
+    useNullAsDefault: true,
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate: (conn: { pragma(s: string): unknown }, done: (err: Error | null, conn: unknown) => void) => {
+        conn.pragma('journal_mode = WAL');
+        conn.pragma('synchronous = NORMAL');
+        conn.pragma('busy_timeout = 5000');
+        conn.pragma('foreign_keys = OFF');
+        done(null, conn);
+      },
+    },
+  };
+}
+
+/** Rows of a `knex.raw` answer, whichever driver produced it. */
+export function rowsOf<T>(result: unknown): T[] {
+  if (Array.isArray(result)) return result as T[];
+  const rows = (result as { rows?: T[] } | undefined)?.rows;
+  return rows ?? [];
+}
+
+/** Runs a raw statement and returns its rows (SELECT or … RETURNING). */
+export async function query<T>(k: Knex | Knex.Transaction, sql: string, bindings: readonly unknown[] = []): Promise<T[]> {
+  return rowsOf<T>(await k.raw(sql, bindings as Knex.RawBinding[]));
+}
+
+interface SqliteStatement {
+  reader: boolean;
+  all(bindings: readonly unknown[]): unknown[];
+  run(bindings: readonly unknown[]): unknown;
+}
+interface SqliteConnection {
+  prepare(sql: string): SqliteStatement;
+}
+interface PoolClient {
+  acquireConnection(): Promise<SqliteConnection>;
+  releaseConnection(conn: SqliteConnection): unknown;
+}
+
+/** Prepared statements per SQLite connection; bounded, since batch sizes vary the SQL text. */
+const statements = new WeakMap<SqliteConnection, Map<string, SqliteStatement>>();
+const MAX_CACHED_STATEMENTS = 512;
+const MAX_CACHED_SQL_CHARS = 8192;
+
+/**
+ * The hot-path form of `query`: on SQLite it runs on knex's own pooled
+ * connection but keeps prepared statements (knex prepares every statement
+ * anew, which doubled the cost of a claim). The pool of one connection still
+ * serialises it with knex transactions. PostgreSQL goes through knex.
+ */
+export async function run<T>(db: Db, sql: string, bindings: readonly unknown[] = []): Promise<T[]> {
+  if (db.dialect !== 'sqlite') return query<T>(db.knex, sql, bindings);
+  const client = db.knex.client as unknown as PoolClient;
+  const conn = await client.acquireConnection();
+  try {
+    let cache = statements.get(conn);
+    if (!cache) statements.set(conn, (cache = new Map()));
+    let stmt = cache.get(sql);
+    if (!stmt) {
+      stmt = conn.prepare(sql);
+      // A 1 000-row insert is prepared once and not kept: its text alone is tens of KB.
+      if (sql.length <= MAX_CACHED_SQL_CHARS) {
+        if (cache.size >= MAX_CACHED_STATEMENTS) cache.clear();
+        cache.set(sql, stmt);
+      }
+    }
+    if (stmt.reader) return stmt.all(bindings) as T[];
+    stmt.run(bindings);
+    return [];
+  } finally {
+    client.releaseConnection(conn);
+  }
+}
+
+/**
+ * Runs one statement once per binding list inside one transaction (SQLite
+ * only): a single prepared statement, no round trips. Measured 3–5× faster
+ * on SQLite than one UPDATE with a CASE per item for a 32-item batch.
+ */
+export async function runEach<T>(db: Db, sql: string, bindingLists: ReadonlyArray<readonly unknown[]>): Promise<T[][]> {
+  if (db.dialect !== 'sqlite') throw new Error('runEach is for SQLite');
+  const client = db.knex.client as unknown as PoolClient;
+  const conn = (await client.acquireConnection()) as SqliteConnection & { transaction<R>(fn: () => R): () => R };
+  try {
+    let cache = statements.get(conn);
+    if (!cache) statements.set(conn, (cache = new Map()));
+    let stmt = cache.get(sql);
+    if (!stmt) cache.set(sql, (stmt = conn.prepare(sql)));
+    const s = stmt;
+    return conn.transaction(() => bindingLists.map((b) => s.all(b) as T[]))();
+  } finally {
+    client.releaseConnection(conn);
+  }
+}
+
+/** `?, ?, ?` for n bindings. */
+export function marks(n: number): string {
+  return new Array(n).fill('?').join(', ');
+}
+
+const BIG = { sqlite: 'INTEGER', postgres: 'BIGINT' } as const;
+
+/**
+ * Idempotent schema creation, run at every start. Times are integer epoch
+ * milliseconds from the injected Clock in both dialects, so lease expiry and
+ * retry delays obey a FakeClock in tests.
+ */
+export async function migrate(db: Db): Promise<void> {
+  const big = BIG[db.dialect];
+  const statements = [
+    `CREATE TABLE IF NOT EXISTS outpost_jobs (
+      id TEXT PRIMARY KEY,
+      pool TEXT NOT NULL,
+      type TEXT NOT NULL,
+      resource TEXT,
+      payload TEXT NOT NULL,
+      status TEXT NOT NULL,
+      attempt INTEGER NOT NULL DEFAULT 0,
+      max_attempts INTEGER NOT NULL,
+      timeout_ms ${big} NOT NULL,
+      idempotency_key TEXT,
+      lease_token TEXT,
+      result_token TEXT,
+      agent_id TEXT,
+      lease_expires_at ${big},
+      available_at ${big} NOT NULL,
+      leases INTEGER NOT NULL DEFAULT 0,
+      result TEXT,
+      error TEXT,
+      output_records INTEGER NOT NULL DEFAULT 0,
+      created_at ${big} NOT NULL,
+      started_at ${big},
+      finished_at ${big}
+    )`,
+    // Partial indexes: a claim or a result touches only the small index of its
+    // state, not one that also holds every finished job.
+    `CREATE INDEX IF NOT EXISTS outpost_jobs_queued ON outpost_jobs (pool, available_at, id) WHERE status = 'queued'`,
+    `CREATE INDEX IF NOT EXISTS outpost_jobs_leased ON outpost_jobs (lease_expires_at) WHERE status = 'leased'`,
+    `CREATE INDEX IF NOT EXISTS outpost_jobs_list ON outpost_jobs (pool, created_at)`,
+    `CREATE UNIQUE INDEX IF NOT EXISTS outpost_jobs_idem ON outpost_jobs (pool, idempotency_key)`,
+    `CREATE TABLE IF NOT EXISTS outpost_output (
+      job_id TEXT NOT NULL,
+      lease_token TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      records TEXT NOT NULL,
+      count INTEGER NOT NULL,
+      PRIMARY KEY (job_id, lease_token, seq)
+    )`,
+    `CREATE TABLE IF NOT EXISTS outpost_tokens (
+      hash TEXT PRIMARY KEY,
+      pool TEXT NOT NULL,
+      admin INTEGER NOT NULL,
+      created_at ${big} NOT NULL
+    )`,
+    `CREATE INDEX IF NOT EXISTS outpost_tokens_pool ON outpost_tokens (pool)`,
+    `CREATE TABLE IF NOT EXISTS outpost_agents (
+      pool TEXT NOT NULL,
+      agent_id TEXT NOT NULL,
+      hostname TEXT NOT NULL,
+      version TEXT NOT NULL,
+      resources TEXT NOT NULL,
+      last_seen_at ${big} NOT NULL,
+      PRIMARY KEY (pool, agent_id)
+    )`,
+  ];
+  if (db.dialect === 'postgres') {
+    // Two replicas starting together must not race on CREATE … IF NOT EXISTS.
+    await db.knex.transaction(async (trx) => {
+      await trx.raw('SELECT pg_advisory_xact_lock(7242001)');
+      for (const s of statements) await trx.raw(s);
+    });
+    return;
+  }
+  for (const s of statements) await db.knex.raw(s);
+}

@@ -1,0 +1,147 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttps } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { rmSync } from 'node:fs';
+import { ProxyApi, parseRetryAfterMs } from '../../lib/agent/api.js';
+import { HttpTransport } from '../../lib/agent/http.js';
+import { OutpostError } from '../../lib/util/errors.js';
+import { freePort } from '../fixtures/net.js';
+import { makeTestPki, type TestPki } from '../fixtures/tls.js';
+
+const TOKEN = 'api-test-token-5d1e0b7c9a';
+const lease = { agentId: 'a1', hostname: 'h', version: '0', resources: [], max: 1, waitMs: 0 };
+
+/** A real local server scripted per path: how the client maps each kind of answer. */
+function handler(req: IncomingMessage, res: ServerResponse): void {
+  const send = (status: number, body: string, headers: Record<string, string> = {}) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(body);
+  };
+  let body = '';
+  req.on('data', (c) => (body += c));
+  req.on('end', () => {
+    // The scenario rides in agentId, so one server serves every case.
+    const mode = (JSON.parse(body) as { agentId: string }).agentId;
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, '{"error":{"code":"unauthorized","message":"bad token"}}');
+    switch (mode) {
+      case 'ok':
+        return send(200, '{"jobs":[]}');
+      case 'busy':
+        return send(503, '{"error":{"code":"unavailable","message":"busy"}}', { 'retry-after': '3' });
+      case 'slow-down':
+        return send(429, '{"error":{"code":"rate_limited","message":"slow"}}', { 'retry-after': '2' });
+      case 'malformed':
+        return send(200, '{"jobs":"nope"}');
+      case 'html':
+        return send(502, '<html>bad gateway</html>');
+      case 'bad':
+        return send(400, '{"error":{"code":"invalid_request","message":"max: too big"}}');
+      case 'hang':
+        return; // never answers
+      default:
+        return send(404, '{}');
+    }
+  });
+}
+
+let http: Server;
+let https: Server;
+let pki: TestPki;
+const pkiDirs: string[] = [];
+const url = (s: Server, scheme: string) => `${scheme}://127.0.0.1:${(s.address() as AddressInfo).port}`;
+
+beforeAll(async () => {
+  pki = makeTestPki();
+  pkiDirs.push(pki.dir);
+  http = createHttp(handler);
+  https = createHttps({ cert: pki.cert, key: pki.key }, handler);
+  await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
+});
+afterAll(async () => {
+  http.closeAllConnections();
+  https.closeAllConnections();
+  await new Promise((r) => http.close(r));
+  await new Promise((r) => https.close(r));
+  for (const d of pkiDirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function failure(p: Promise<unknown>): Promise<OutpostError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(OutpostError);
+    expect((err as Error).message).not.toContain(TOKEN);
+    return err as OutpostError;
+  }
+  throw new Error('expected a failure');
+}
+
+describe('ProxyApi over real HTTP', () => {
+  const transport = new HttpTransport({ env: {} });
+  afterAll(() => transport.destroy());
+  const api = (base: string, token = TOKEN, t = transport) => new ProxyApi(t, { baseUrl: base, token, callTimeoutMs: 500, leaseTimeoutSlackMs: 500 });
+
+  it('returns a validated answer and reports contact', async () => {
+    let contacts = 0;
+    const a = new ProxyApi(transport, { baseUrl: url(http, 'http'), token: TOKEN, onContact: () => contacts++ });
+    await expect(a.lease({ ...lease, agentId: 'ok' })).resolves.toEqual({ jobs: [] });
+    expect(contacts).toBe(1);
+    expect(a.requestCounts['/agent/lease']).toBe(1);
+  });
+
+  it('maps statuses to codes, retryable and Retry-After', async () => {
+    const a = api(url(http, 'http'));
+    expect(await failure(api(url(http, 'http'), 'wrong-token-xyz').lease({ ...lease, agentId: 'ok' }))).toMatchObject({ code: 'unauthorized', retryable: false });
+    expect(await failure(a.lease({ ...lease, agentId: 'busy' }))).toMatchObject({ code: 'unavailable', retryable: true, retryAfterMs: 3000 });
+    expect(await failure(a.lease({ ...lease, agentId: 'slow-down' }))).toMatchObject({ code: 'rate_limited', retryable: true, retryAfterMs: 2000 });
+    expect(await failure(a.lease({ ...lease, agentId: 'bad' }))).toMatchObject({ code: 'invalid_request', retryable: false });
+    const html = await failure(a.lease({ ...lease, agentId: 'html' }));
+    expect(html).toMatchObject({ code: 'unavailable', retryable: true });
+    const bad = await failure(a.lease({ ...lease, agentId: 'malformed' }));
+    expect(bad.code).toBe('internal');
+    expect(bad.message).toContain('malformed');
+  });
+
+  it('maps a refused connection and a timeout to retryable unavailable', async () => {
+    const port = await freePort();
+    expect(await failure(api(`http://127.0.0.1:${port}`).heartbeat({ agentId: 'ok', leases: [] }))).toMatchObject({ code: 'unavailable', retryable: true });
+    const hang = await failure(api(url(http, 'http')).heartbeat({ agentId: 'hang', leases: [] }));
+    expect(hang).toMatchObject({ code: 'unavailable', retryable: true });
+    expect(hang.message).toContain('in time');
+  });
+
+  it('rejects with the abort reason when the signal aborts', async () => {
+    const c = new AbortController();
+    const p = api(url(http, 'http')).lease({ ...lease, agentId: 'hang', waitMs: 5000 }, c.signal);
+    c.abort(new OutpostError('aborted', 'stopping'));
+    await expect(p).rejects.toMatchObject({ code: 'aborted', message: 'stopping' });
+  });
+
+  it('fails TLS with an unknown CA as tls_error, and trusts proxy.caFile', async () => {
+    const e = await failure(api(url(https, 'https')).lease({ ...lease, agentId: 'ok' }));
+    expect(e).toMatchObject({ code: 'tls_error' });
+    const trusting = new HttpTransport({ caFile: pki.caCertFile, env: {} });
+    await expect(api(url(https, 'https'), TOKEN, trusting).lease({ ...lease, agentId: 'ok' })).resolves.toEqual({ jobs: [] });
+    trusting.destroy();
+    const insecure = new HttpTransport({ insecureSkipTlsVerify: true, env: {} });
+    await expect(api(url(https, 'https'), TOKEN, insecure).lease({ ...lease, agentId: 'ok' })).resolves.toEqual({ jobs: [] });
+    insecure.destroy();
+  });
+
+  it('trusts NODE_EXTRA_CA_CERTS next to proxy.caFile', async () => {
+    const other = makeTestPki();
+    pkiDirs.push(other.dir);
+    const t = new HttpTransport({ caFile: other.caCertFile, env: { NODE_EXTRA_CA_CERTS: pki.caCertFile } });
+    await expect(api(url(https, 'https'), TOKEN, t).lease({ ...lease, agentId: 'ok' })).resolves.toEqual({ jobs: [] });
+    t.destroy();
+  });
+
+  it('parses Retry-After in seconds and as a date', () => {
+    expect(parseRetryAfterMs('5')).toBe(5000);
+    expect(parseRetryAfterMs(new Date(10_000).toUTCString(), 4000)).toBe(6000);
+    expect(parseRetryAfterMs('soon')).toBeUndefined();
+    expect(parseRetryAfterMs(undefined)).toBeUndefined();
+  });
+});

@@ -1,0 +1,123 @@
+import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FakeClock } from '../../lib/util/clock.js';
+import { freePort, waitFor } from '../fixtures/net.js';
+import { fakeConnectorKinds, type FakeState } from './fake-connector.js';
+import { startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';
+
+const proxies: TestProxy[] = [];
+async function proxyWith(opts: Parameters<typeof startTestProxy>[0]): Promise<TestProxy> {
+  const p = await startTestProxy(opts);
+  proxies.push(p);
+  return p;
+}
+afterEach(() => stopAgents());
+const dirs: string[] = [];
+afterAll(async () => {
+  await stopAgents();
+  await Promise.all(proxies.map((p) => p.stop()));
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function fake() {
+  const state: FakeState = { aborted: new Map(), started: new Set(), passwords: new Map() };
+  return { state, kinds: fakeConnectorKinds(state), resources: { r1: { kind: 'fake' } } };
+}
+const slow = { type: 'grant', resource: 'r1', payload: { accountId: 'slow', entitlementId: 'g' } };
+
+describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
+  it('heartbeats keep a long job alive past several TTLs', async () => {
+    const proxy = await proxyWith({ leaseTtlMs: 1500, reaperIntervalMs: 200 });
+    const agent = await startAgent(testAgentConfig(proxy));
+    const id = await proxy.enqueue({ type: 'ping', payload: { delayMs: 5000 } });
+    const job = await proxy.done(id);
+    expect(job).toMatchObject({ status: 'succeeded', attempt: 1, agentId: agent.agentId });
+    // ONE heartbeat call per period for all leases: at TTL/3 that is about 10 over 5 s.
+    expect(agent.stats().heartbeats).toBeGreaterThanOrEqual(6);
+  });
+
+  it('aborts the job when the proxy says cancelled, and keeps running', async () => {
+    const proxy = await proxyWith({ leaseTtlMs: 1500, reaperIntervalMs: 200 });
+    const { state, kinds, resources } = fake();
+    const agent = await startAgent(testAgentConfig(proxy, { resources }), { connectorKinds: kinds });
+    const id = await proxy.enqueue(slow);
+    await waitFor(() => state.started.has('slow'));
+    await proxy.admin.post(`v1/jobs/${id}/cancel`);
+    await waitFor(() => state.aborted.has('slow'));
+    expect(state.aborted.get('slow')).toBe('cancelled');
+    expect(await proxy.job(id)).toMatchObject({ status: 'cancelled' });
+    await waitFor(() => agent.stats().held === 0);
+    const ping = await proxy.enqueue({ type: 'ping' });
+    expect(await proxy.done(ping)).toMatchObject({ status: 'succeeded' });
+  });
+
+  it('aborts the job when the proxy says lost (its lease expired there)', async () => {
+    // The proxy runs on a FakeClock: moving it past the TTL expires the lease while the agent still renews in real time.
+    const proxyClock = new FakeClock(Date.now());
+    const proxy = await proxyWith({ leaseTtlMs: 1500, reaperIntervalMs: 2000, clock: proxyClock });
+    const { state, kinds, resources } = fake();
+    const agent = await startAgent(testAgentConfig(proxy, { resources, concurrency: 1 }), { connectorKinds: kinds });
+    const id = await proxy.enqueue({ ...slow, maxAttempts: 1 });
+    await waitFor(() => state.started.has('slow'));
+    await proxyClock.advance(2000);
+    await waitFor(() => state.aborted.has('slow'));
+    expect(state.aborted.get('slow')).toBe('lease_lost');
+    await waitFor(() => agent.stats().held === 0);
+    expect((await proxy.job(id)).status).not.toBe('succeeded');
+  });
+
+  it("aborts a job that outlives its timeoutMs and reports a retryable timeout", async () => {
+    const proxy = await proxyWith({ leaseTtlMs: 1500, reaperIntervalMs: 200 });
+    const { state, kinds, resources } = fake();
+    await startAgent(testAgentConfig(proxy, { resources }), { connectorKinds: kinds });
+    const id = await proxy.enqueue({ ...slow, timeoutMs: 300, maxAttempts: 1 });
+    const job = await proxy.done(id);
+    expect(state.aborted.get('slow')).toBe('timeout');
+    expect(job).toMatchObject({ status: 'failed', error: { code: 'timeout', retryable: true } });
+  });
+
+  it('keeps a result through a proxy restart and delivers it while the lease is still ours', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outpost-agent-restart-'));
+    dirs.push(dir);
+    const port = await freePort();
+    const first = await startTestProxy({ leaseTtlMs: 8000, reaperIntervalMs: 200, port, dir });
+    const agent = await startAgent(testAgentConfig(first));
+    const id = await first.enqueue({ type: 'ping', payload: { delayMs: 300 } });
+    await waitFor(() => agent.stats().running === 1);
+    await first.stop();
+    // The ping finishes while the proxy is away: its result waits (backoff), its lease stays held.
+    await waitFor(() => agent.stats().running === 0 && agent.stats().held === 1);
+    const second = await proxyWith({ leaseTtlMs: 8000, reaperIntervalMs: 200, port, dir });
+    expect(await second.done(id)).toMatchObject({ status: 'succeeded', attempt: 1, agentId: agent.agentId });
+    await waitFor(() => agent.stats().held === 0);
+  });
+
+  it('splits an output page the proxy finds too large (413), keeping the records in order', async () => {
+    const proxy = await proxyWith({ bodyLimitBytes: 900 });
+    const { kinds } = fake();
+    const agent = await startAgent(testAgentConfig(proxy, { resources: { r1: { kind: 'fake', pages: 2 } } }), { connectorKinds: kinds });
+    const id = await proxy.enqueue({ type: 'listAccounts', resource: 'r1', payload: { pageSize: 12 } });
+    expect(await proxy.done(id)).toMatchObject({ status: 'succeeded', result: { records: 24 }, outputRecords: 24 });
+    const ndjson = await proxy.admin.get(`v1/jobs/${id}/output`, { responseType: 'text' });
+    expect(ndjson.body.trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)).toEqual(Array.from({ length: 24 }, (_, i) => `u${i}`));
+    // Two pages of 12 did not fit: each was refused once and sent as smaller pages.
+    expect(agent.stats().requests['/agent/jobs/:id/output']).toBeGreaterThan(4);
+  });
+
+  it('self-fences at receipt + TTL − 2 s when the proxy becomes unreachable', async () => {
+    const proxy = await proxyWith({ leaseTtlMs: 8000, reaperIntervalMs: 200 });
+    const { state, kinds, resources } = fake();
+    const clock = new FakeClock();
+    await startAgent(testAgentConfig(proxy, { resources }), { connectorKinds: kinds, clock });
+    await proxy.enqueue(slow);
+    await waitFor(() => state.started.has('slow'));
+    await proxy.stop();
+    await clock.advance(5999);
+    expect(state.aborted.has('slow')).toBe(false);
+    await clock.advance(1);
+    await waitFor(() => state.aborted.has('slow'));
+    expect(state.aborted.get('slow')).toBe('lease_lost');
+  });
+});

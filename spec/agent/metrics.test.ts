@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import got from 'got';
+import { startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';
+
+let proxy: TestProxy;
+beforeAll(async () => {
+  proxy = await startTestProxy();
+});
+afterAll(async () => {
+  await stopAgents();
+  await proxy.stop();
+});
+
+/** Reads one sample (sum over label sets that match `labels`) from Prometheus text. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.split(' ').pop());
+  }
+  return sum;
+}
+
+describe('agent /metrics', () => {
+  it('serves Prometheus text whose counters move as jobs complete', async () => {
+    const agent = await startAgent(testAgentConfig(proxy, { concurrency: 4 }));
+    const scrape = async () => {
+      const res = await got(`http://127.0.0.1:${agent.healthPort}/metrics`);
+      expect(res.headers['content-type']).toMatch(/^text\/plain/);
+      return res.body;
+    };
+    const before = await scrape();
+    expect(before).toContain('# TYPE outpost_agent_leases_total counter');
+    expect(before).toContain('process_resident_memory_bytes');
+    expect(sample(before, 'outpost_agent_leases_total')).toBe(0);
+
+    const slow = await proxy.enqueue({ type: 'ping', payload: { delayMs: 1500 } });
+    const fast = await Promise.all([1, 2, 3].map(() => proxy.enqueue({ type: 'ping' })));
+    const bad = await proxy.enqueue({ type: 'noSuchType' });
+    await Promise.all([...fast, bad].map((id) => proxy.done(id)));
+    const during = await scrape();
+    expect(sample(during, 'outpost_agent_jobs_in_flight')).toBe(1);
+    expect(sample(during, 'outpost_agent_job_duration_seconds_count', { type: 'ping', outcome: 'succeeded' })).toBe(3);
+    expect(sample(during, 'outpost_agent_job_duration_seconds_count', { type: 'noSuchType', outcome: 'failed' })).toBe(1);
+
+    await proxy.done(slow);
+    const after = await scrape();
+    expect(sample(after, 'outpost_agent_leases_total')).toBe(5);
+    expect(sample(after, 'outpost_agent_jobs_in_flight')).toBe(0);
+    expect(sample(after, 'outpost_agent_job_duration_seconds_count', { type: 'ping', outcome: 'succeeded' })).toBe(4);
+    expect(sample(after, 'outpost_agent_polls_total', { outcome: 'ok' })).toBeGreaterThanOrEqual(2);
+    expect(after).toContain(`agent_id="${agent.agentId}"`);
+  });
+});

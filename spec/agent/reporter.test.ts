@@ -1,0 +1,119 @@
+import { describe, expect, it } from '@jest/globals';
+import { LeaseKeeper } from '../../lib/agent/leases.js';
+import { ResultReporter, type ResultsApi } from '../../lib/agent/reporter.js';
+import { silentLogger } from '../../lib/log/index.js';
+import type { LeasedJob, ResultItem, ResultsRequest, ResultsResponse } from '../../lib/protocol/schemas.js';
+import { Backoff } from '../../lib/util/backoff.js';
+import { FakeClock } from '../../lib/util/clock.js';
+import { OutpostError } from '../../lib/util/errors.js';
+
+function job(id: string): LeasedJob {
+  return { id, type: 'ping', resource: null, payload: {}, attempt: 1, leaseToken: `tok-${id}-0123456789abcdef`, leaseTtlMs: 30_000, timeoutMs: 300_000 };
+}
+const ok = (j: LeasedJob): ResultItem => ({ jobId: j.id, leaseToken: j.leaseToken, outcome: 'succeeded', result: { ok: true } });
+
+/** A scripted results endpoint (pure logic: batching, retry and bookkeeping). */
+class FakeResults implements ResultsApi {
+  calls: ResultsRequest[] = [];
+  failNext: OutpostError[] = [];
+  async results(body: ResultsRequest): Promise<ResultsResponse> {
+    this.calls.push(body);
+    const err = this.failNext.shift();
+    if (err) throw err;
+    return { results: body.results.map((r) => ({ jobId: r.jobId, status: 'accepted' as const })) };
+  }
+}
+
+function setup() {
+  const clock = new FakeClock();
+  const api = new FakeResults();
+  const log = silentLogger();
+  const keeper = new LeaseKeeper({ api: { heartbeat: async () => ({ leases: [] }) }, clock, log }, { agentId: 'a1' });
+  const reporter = new ResultReporter({ api, clock, log, keeper }, { agentId: 'a1', backoff: new Backoff({}, () => 0.5) });
+  return { clock, api, keeper, reporter };
+}
+
+describe('ResultReporter', () => {
+  it('sends results that finish together in one call and forgets their leases', async () => {
+    const { clock, api, keeper, reporter } = setup();
+    const jobs = ['a', 'b', 'c', 'd'].map(job);
+    for (const j of jobs) keeper.add(j, clock.now());
+    for (const j of jobs) reporter.submit(ok(j));
+    await clock.advance(5);
+    expect(api.calls).toHaveLength(1);
+    expect(api.calls[0]!.results.map((r) => r.jobId)).toEqual(['a', 'b', 'c', 'd']);
+    expect(keeper.size).toBe(0);
+    keeper.stop();
+  });
+
+  it('retries with backoff and keeps the lease held (and heart-beaten) meanwhile', async () => {
+    const { clock, api, keeper, reporter } = setup();
+    const j = job('a');
+    keeper.add(j, clock.now());
+    api.failNext = [new OutpostError('unavailable', 'down', { retryable: true }), new OutpostError('unavailable', 'down', { retryable: true })];
+    reporter.submit(ok(j));
+    await clock.advance(5);
+    expect(api.calls).toHaveLength(1);
+    expect(keeper.get('a')?.phase).toBe('reporting');
+    await clock.advance(500); // first backoff: 0.5 × 1 s
+    expect(api.calls).toHaveLength(2);
+    await clock.advance(1000); // second: 0.5 × 2 s
+    expect(api.calls).toHaveLength(3);
+    expect(keeper.size).toBe(0);
+    keeper.stop();
+  });
+
+  it('honours Retry-After when it is longer than the backoff', async () => {
+    const { clock, api, keeper, reporter } = setup();
+    const j = job('a');
+    keeper.add(j, clock.now());
+    api.failNext = [new OutpostError('rate_limited', 'slow down', { retryable: true, retryAfterMs: 7000 })];
+    reporter.submit(ok(j));
+    await clock.advance(5);
+    await clock.advance(6999);
+    expect(api.calls).toHaveLength(1);
+    await clock.advance(1);
+    expect(api.calls).toHaveLength(2);
+    keeper.stop();
+  });
+
+  it('drops a result once its lease is no longer ours', async () => {
+    const { clock, api, keeper, reporter } = setup();
+    const j = job('a');
+    keeper.add(j, clock.now());
+    api.failNext = [new OutpostError('unavailable', 'down', { retryable: true })];
+    reporter.submit(ok(j));
+    await clock.advance(5);
+    keeper.remove('a'); // e.g. the heartbeat said lost
+    await clock.advance(10_000);
+    expect(api.calls).toHaveLength(1);
+    await reporter.flush();
+  });
+
+  it('turns a success the proxy refuses for good into a failed result, found one by one', async () => {
+    const { clock, api, keeper, reporter } = setup();
+    const [a, b] = [job('a'), job('b')];
+    keeper.add(a, clock.now());
+    keeper.add(b, clock.now());
+    api.failNext = [new OutpostError('too_large', 'too big'), new OutpostError('too_large', 'too big')];
+    reporter.submit(ok(a));
+    reporter.submit(ok(b));
+    await clock.advance(5);
+    await reporter.flush();
+    const sizes = api.calls.map((c) => c.results.length);
+    expect(sizes).toEqual([2, 1, 1, 1]);
+    const last = api.calls.slice(2).flatMap((c) => c.results);
+    expect(last.find((r) => r.jobId === 'a')).toMatchObject({ outcome: 'failed', error: { code: 'too_large', retryable: false } });
+    expect(keeper.size).toBe(0);
+  });
+
+  it('flush resolves once everything queued is answered', async () => {
+    const { clock, api, keeper, reporter } = setup();
+    const j = job('a');
+    keeper.add(j, clock.now());
+    reporter.submit(ok(j));
+    await reporter.flush();
+    expect(api.calls).toHaveLength(1);
+    expect(reporter.pending).toBe(0);
+  });
+});

@@ -1,0 +1,34 @@
+import { describe, expect, it } from '@jest/globals';
+import { PassThrough } from 'node:stream';
+import { createLogger } from '../lib/log/index.js';
+import { registerSecret } from '../lib/util/redact.js';
+
+function capture(level: string) {
+  const stream = new PassThrough();
+  const lines: string[] = [];
+  stream.on('data', (b: Buffer) => lines.push(...b.toString().split('\n').filter(Boolean)));
+  return { log: createLogger({ level, stream }), lines };
+}
+
+describe('log', () => {
+  it('writes JSON lines with redacted message, metadata and errors, in children too', async () => {
+    registerSecret('hunter2-secret');
+    const { log, lines } = capture('info');
+    log.child({ jobId: 'j1' }).info('bind with hunter2-secret', { password: 'x', url: 'http://u:pw@h/', err: new Error('no hunter2-secret') });
+    await new Promise((r) => setImmediate(r));
+    expect(lines).toHaveLength(1);
+    const line = JSON.parse(lines[0]!);
+    expect(line).toMatchObject({ level: 'info', jobId: 'j1', message: 'bind with [REDACTED]', password: '[REDACTED]', url: 'http://u:[REDACTED]@h/' });
+    expect(lines[0]).not.toContain('hunter2-secret');
+    expect(lines[0]).not.toContain(':pw@');
+  });
+  it('drops lines below the level before formatting them', async () => {
+    const { log, lines } = capture('info');
+    let formatted = 0;
+    log.debug('skipped', { nested: { get costly() { formatted++; return 1; } } });
+    log.info('kept');
+    await new Promise((r) => setImmediate(r));
+    expect(lines.map((l) => JSON.parse(l).message)).toEqual(['kept']);
+    expect(formatted).toBe(0);
+  });
+});

@@ -1,0 +1,49 @@
+import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
+import { FakeClock } from '../../lib/util/clock.js';
+import { Api, createTestDatabase, startTestProxy, TEST_ADMIN_TOKEN, type TestProxy } from '../fixtures/proxy-server.js';
+
+/**
+ * Two in-process replicas on one PostgreSQL database, each on a FakeClock
+ * that never moves: the 2 s re-check cannot fire, so a wake-up can only come
+ * from the NOTIFY sent in the enqueue transaction.
+ */
+describe('replicas on PostgreSQL wake each other by NOTIFY', () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let a: TestProxy;
+  let b: TestProxy;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    a = await startTestProxy(db.url, {}, { clock: new FakeClock() }, 'shared');
+    b = await startTestProxy(db.url, {}, { clock: new FakeClock() }, 'shared');
+  });
+  afterAll(async () => {
+    await a?.stop();
+    await b?.stop();
+    await db?.drop();
+  });
+
+  it('enqueue, release and expiry on one replica wake a poll parked on the other', async () => {
+    const root = new Api(a.proxy.url, TEST_ADMIN_TOKEN);
+    const parked = b.agent.lease({ agentId: 'on-b', waitMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 150));
+    const id = await root.enqueue({ pool: 'shared', type: 'ping' });
+    const [job] = await parked;
+    expect(job).toMatchObject({ id, attempt: 1 });
+
+    const parkedOnA = a.agent.lease({ agentId: 'on-a', waitMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 150));
+    const rel = await b.agent.post('/v1/agent/release', { agentId: 'on-b', leases: [{ jobId: id, leaseToken: job.leaseToken }] });
+    expect(rel.body.leases[0].status).toBe('released');
+    const [again] = await parkedOnA;
+    expect(again).toMatchObject({ id, attempt: 1 });
+  });
+
+  it('a batch wakes as many parked polls as it has fitting jobs, across replicas', async () => {
+    const polls = [b.agent.lease({ agentId: 'b1', waitMs: 10_000, max: 1, resources: ['ad'] }), b.agent.lease({ agentId: 'b2', waitMs: 10_000, max: 1, resources: ['ad'] })];
+    await new Promise((r) => setTimeout(r, 150));
+    const res = await a.admin.post('/v1/jobs/batch', { jobs: [{ type: 'ping' }, { type: 'listAccounts', resource: 'ad' }] });
+    expect(res.status).toBe(201);
+    const got = (await Promise.all(polls)).flat();
+    expect(got.map((j) => j.id).sort()).toEqual(res.body.jobs.map((j: { id: string }) => j.id).sort());
+  });
+});

@@ -1,0 +1,234 @@
+import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
+import { openStoreKit, KIT_LEASE_TTL_MS, KIT_PRESENCE_MS, type StoreKit } from '../fixtures/proxy-store.js';
+import { query } from '../../lib/proxy/store/db.js';
+import { hashToken } from '../../lib/proxy/store/tokens.js';
+
+/** The job store against both dialects: the same behaviour on SQLite and on real PostgreSQL. */
+describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
+  let k: StoreKit;
+  let n = 0;
+  /** A pool of its own per test, so tests do not see each other's jobs. */
+  const freshPool = () => `pool-${kind}-${++n}`;
+  beforeAll(async () => {
+    // random() = 1 makes the retry delay its ceiling: 2 s · 2^(attempt−1).
+    k = await openStoreKit(kind, () => 0.999999);
+  });
+  afterAll(async () => {
+    await k?.close();
+  });
+
+  it('claims FIFO in one statement, honours max and resources, attempt 1 and a fresh 128-bit token each', async () => {
+    const pool = freshPool();
+    const made = await k.jobs.enqueue([
+      { pool, type: 'ping' },
+      { pool, type: 'listAccounts', resource: 'ad' },
+      { pool, type: 'listAccounts', resource: 'hr-db' },
+      { pool, type: 'ping' },
+    ]);
+    expect(k.events.availableLog.at(-1)).toEqual({ pool, resources: [null, 'ad', 'hr-db', null] });
+    const first = await k.leases.claim(pool, 'a1', ['ad'], 2);
+    expect(first.map((j) => j.id)).toEqual([made[0]!.id, made[1]!.id]);
+    expect(first.every((j) => j.attempt === 1 && j.leaseTtlMs === KIT_LEASE_TTL_MS && j.timeoutMs === 300_000)).toBe(true);
+    expect(first[0]!.leaseToken).not.toEqual(first[1]!.leaseToken);
+    expect(first[0]!.leaseToken).toMatch(/^[0-9a-f]{32}/);
+    // The hr-db job is not offered to an agent without hr-db; the resource-less ping is.
+    const second = await k.leases.claim(pool, 'a1', ['ad'], 10);
+    expect(second.map((j) => j.id)).toEqual([made[3]!.id]);
+    expect(await k.leases.claim(pool, 'a2', [], 10)).toEqual([]);
+    const third = await k.leases.claim(pool, 'a2', ['hr-db'], 10);
+    expect(third.map((j) => j.id)).toEqual([made[2]!.id]);
+    expect(await k.leases.claim('other-pool', 'a1', ['ad', 'hr-db'], 10)).toEqual([]);
+  });
+
+  it('heartbeat renews, fences stale tokens and tells a cancelled job', async () => {
+    const pool = freshPool();
+    const [a, b] = await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }]);
+    const leased = await k.leases.claim(pool, 'a1', [], 2);
+    const refs = leased.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken }));
+    await k.jobs.cancel(b!.id);
+    const hb = await k.leases.heartbeat(pool, 'a1', [...refs, { jobId: a!.id, leaseToken: 'f'.repeat(32) + a!.id }]);
+    expect(hb).toEqual([
+      { jobId: a!.id, status: 'ok', leaseTtlMs: KIT_LEASE_TTL_MS },
+      { jobId: b!.id, status: 'cancelled' },
+      { jobId: a!.id, status: 'ok', leaseTtlMs: KIT_LEASE_TTL_MS },
+    ]);
+    // Another pool's agent cannot renew (or learn about) this lease.
+    expect(await k.leases.heartbeat('intruder', 'x', [refs[0]!])).toEqual([{ jobId: a!.id, status: 'lost' }]);
+  });
+
+  it('results: batched success, repeats are no-ops, stale tokens are lost and change nothing', async () => {
+    const pool = freshPool();
+    await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }]);
+    const [j1, j2] = await k.leases.claim(pool, 'a1', [], 2);
+    const stale = { jobId: j2!.id, leaseToken: '0'.repeat(32) + j2!.id, outcome: 'succeeded' as const, result: { evil: true } };
+    const items = [
+      { jobId: j1!.id, leaseToken: j1!.leaseToken, outcome: 'succeeded' as const, result: { ok: true } },
+      stale,
+    ];
+    expect(await k.leases.results(pool, items)).toEqual([
+      { jobId: j1!.id, status: 'accepted' },
+      { jobId: j2!.id, status: 'lost' },
+    ]);
+    expect(await k.leases.results(pool, [items[0]!])).toEqual([{ jobId: j1!.id, status: 'accepted' }]);
+    const v1 = await k.jobs.get(j1!.id);
+    expect(v1).toMatchObject({ status: 'succeeded', result: { ok: true }, attempt: 1, agentId: 'a1' });
+    expect(v1!.finishedAt).not.toBeNull();
+    expect(await k.jobs.get(j2!.id)).toMatchObject({ status: 'leased', result: null });
+    // A second result with another outcome for a finished job changes nothing.
+    const again = await k.leases.results(pool, [{ jobId: j1!.id, leaseToken: j1!.leaseToken, outcome: 'failed', error: { code: 'x', message: 'late', retryable: false } }]);
+    expect(again).toEqual([{ jobId: j1!.id, status: 'accepted' }]);
+    expect(await k.jobs.get(j1!.id)).toMatchObject({ status: 'succeeded', error: null });
+  });
+
+  it('a retryable failure goes back with backoff; exhausted attempts end failed', async () => {
+    const pool = freshPool();
+    const [job] = await k.jobs.enqueue([{ pool, type: 'ping', maxAttempts: 2 }]);
+    const [l1] = await k.leases.claim(pool, 'a1', [], 1);
+    const err = { code: 'unreachable', message: 'down', retryable: true };
+    const t0 = k.clock.now();
+    expect(await k.leases.results(pool, [{ jobId: job!.id, leaseToken: l1!.leaseToken, outcome: 'failed', error: err }])).toEqual([
+      { jobId: job!.id, status: 'accepted' },
+    ]);
+    expect(await k.jobs.get(job!.id)).toMatchObject({ status: 'queued', attempt: 1, error: err });
+    expect(k.events.availableAtLog.at(-1)).toMatchObject({ pool, resource: null });
+    const due = k.events.availableAtLog.at(-1)!.atMs;
+    expect(due - t0).toBeGreaterThan(1900);
+    expect(due - t0).toBeLessThanOrEqual(2000);
+    expect(await k.leases.claim(pool, 'a1', [], 1)).toEqual([]);
+    await k.clock.advance(2000);
+    const [l2] = await k.leases.claim(pool, 'a2', [], 1);
+    expect(l2).toMatchObject({ id: job!.id, attempt: 2 });
+    await k.leases.results(pool, [{ jobId: job!.id, leaseToken: l2!.leaseToken, outcome: 'failed', error: err }]);
+    expect(await k.jobs.get(job!.id)).toMatchObject({ status: 'failed', attempt: 2, error: err });
+  });
+
+  it('a non-retryable failure ends failed at once', async () => {
+    const pool = freshPool();
+    const [job] = await k.jobs.enqueue([{ pool, type: 'grant', resource: 'ad' }]);
+    const [l] = await k.leases.claim(pool, 'a1', ['ad'], 1);
+    const err = { code: 'invalid_request', message: 'bad payload', retryable: false };
+    await k.leases.results(pool, [{ jobId: job!.id, leaseToken: l!.leaseToken, outcome: 'failed', error: err }]);
+    expect(await k.jobs.get(job!.id)).toMatchObject({ status: 'failed', attempt: 1, error: err });
+  });
+
+  it('release spends no attempt; expiry does, and ends failed after maxAttempts', async () => {
+    // Leases of earlier tests expire first, so the counts below are this test's alone.
+    await k.clock.advance(KIT_LEASE_TTL_MS);
+    await k.leases.reap();
+    const pool = freshPool();
+    const [job] = await k.jobs.enqueue([{ pool, type: 'ping', maxAttempts: 2 }]);
+    const [l1] = await k.leases.claim(pool, 'a1', [], 1);
+    expect(await k.leases.release(pool, [{ jobId: job!.id, leaseToken: l1!.leaseToken }])).toEqual([{ jobId: job!.id, status: 'released' }]);
+    expect(k.events.availableLog.at(-1)).toEqual({ pool, resources: [null] });
+    // Released twice, or with a stale token: lost, nothing changes.
+    expect(await k.leases.release(pool, [{ jobId: job!.id, leaseToken: l1!.leaseToken }])).toEqual([{ jobId: job!.id, status: 'lost' }]);
+    const [l2] = await k.leases.claim(pool, 'a1', [], 1);
+    expect(l2!.attempt).toBe(1);
+    expect(l2!.leaseToken).not.toEqual(l1!.leaseToken);
+    await k.clock.advance(KIT_LEASE_TTL_MS - 1);
+    expect(await k.leases.reap()).toBe(0);
+    await k.clock.advance(1);
+    expect(await k.leases.reap()).toBe(1);
+    expect(await k.jobs.get(job!.id)).toMatchObject({ status: 'queued', attempt: 1 });
+    expect(await k.leases.heartbeat(pool, 'a1', [{ jobId: job!.id, leaseToken: l2!.leaseToken }])).toEqual([{ jobId: job!.id, status: 'lost' }]);
+    const [l3] = await k.leases.claim(pool, 'a2', [], 1);
+    expect(l3!.attempt).toBe(2);
+    await k.clock.advance(KIT_LEASE_TTL_MS);
+    expect(await k.leases.reap()).toBe(1);
+    const failed = await k.jobs.get(job!.id);
+    expect(failed).toMatchObject({ status: 'failed', attempt: 2, error: { code: 'lease_lost', message: 'lease expired after 2 attempts', retryable: false } });
+    expect(await k.leases.results(pool, [{ jobId: job!.id, leaseToken: l3!.leaseToken, outcome: 'succeeded', result: {} }])).toEqual([
+      { jobId: job!.id, status: 'lost' },
+    ]);
+  });
+
+  it('idempotency keys per pool, batches in one transaction', async () => {
+    const pool = freshPool();
+    const other = freshPool();
+    const [a] = await k.jobs.enqueue([{ pool, type: 'ping', idempotencyKey: 'k1' }]);
+    const batch = await k.jobs.enqueue([
+      { pool, type: 'ping', idempotencyKey: 'k1' },
+      { pool, type: 'ping', idempotencyKey: 'k2' },
+      { pool, type: 'ping', idempotencyKey: 'k2' },
+      { pool: other, type: 'ping', idempotencyKey: 'k1' },
+      { pool, type: 'ping' },
+    ]);
+    expect(batch[0]).toEqual(a);
+    expect(batch[1]!.id).toEqual(batch[2]!.id);
+    expect(new Set(batch.map((b) => b.id)).size).toBe(4);
+    const list = await k.jobs.list([pool], 'queued', 100);
+    expect(list.length).toBe(3);
+    expect(list[0]!.id).toEqual(batch[4]!.id); // newest first
+    const big = await k.jobs.enqueue(Array.from({ length: 1000 }, (_, i) => ({ pool: other, type: 'ping', payload: { delayMs: i } })));
+    expect(big.length).toBe(1000);
+    expect((await k.jobs.list([other], undefined, 2000)).length).toBe(1001);
+  });
+
+  it('output pages: idempotent by seq, fenced, discarded when the job is leased again', async () => {
+    const pool = freshPool();
+    const [job] = await k.jobs.enqueue([{ pool, type: 'listAccounts', resource: 'ad' }]);
+    const [l1] = await k.leases.claim(pool, 'a1', ['ad'], 1);
+    expect(await k.output.append(pool, job!.id, l1!.leaseToken, 0, [{ n: 1 }, { n: 2 }])).toBe('accepted');
+    expect(await k.output.append(pool, job!.id, l1!.leaseToken, 0, [{ n: 1 }, { n: 2 }])).toBe('duplicate');
+    expect(await k.output.append(pool, job!.id, l1!.leaseToken, 1, [{ n: 3 }])).toBe('accepted');
+    expect(await k.output.append(pool, job!.id, 'x'.repeat(40), 2, [{ n: 9 }])).toBe('lost');
+    expect(await k.output.append('intruder', job!.id, l1!.leaseToken, 2, [{ n: 9 }])).toBe('not_found');
+    expect(await k.jobs.get(job!.id)).toMatchObject({ outputRecords: 3 });
+    await k.leases.release(pool, [{ jobId: job!.id, leaseToken: l1!.leaseToken }]);
+    const [l2] = await k.leases.claim(pool, 'a2', ['ad'], 1);
+    expect(await k.jobs.get(job!.id)).toMatchObject({ outputRecords: 0 });
+    const oldPages = await query(k.db.knex, 'SELECT seq FROM outpost_output WHERE job_id = ? AND lease_token = ?', [job!.id, l1!.leaseToken]);
+    expect(oldPages).toEqual([]);
+    expect(await k.output.append(pool, job!.id, l2!.leaseToken, 0, [{ n: 'a' }])).toBe('accepted');
+    expect(await k.output.append(pool, job!.id, l2!.leaseToken, 1, Array.from({ length: 40 }, (_, i) => ({ i })))).toBe('accepted');
+    for (let seq = 2; seq < 40; seq++) await k.output.append(pool, job!.id, l2!.leaseToken, seq, [{ seq }]);
+    const pages: unknown[][] = [];
+    for await (const p of k.output.records(job!.id, l2!.leaseToken)) pages.push(p);
+    expect(pages.length).toBe(40);
+    expect(pages[0]).toEqual([{ n: 'a' }]);
+    expect(pages[39]).toEqual([{ seq: 39 }]);
+    await k.leases.results(pool, [{ jobId: job!.id, leaseToken: l2!.leaseToken, outcome: 'succeeded', result: { records: 79 } }]);
+    // A retried page after the job finished is still a no-op, not an error.
+    expect(await k.output.append(pool, job!.id, l2!.leaseToken, 0, [{ n: 'a' }])).toBe('duplicate');
+    expect(await k.jobs.get(job!.id)).toMatchObject({ outputRecords: 79, status: 'succeeded' });
+  });
+
+  it('cancel from queued and leased; terminal jobs stay as they are', async () => {
+    const pool = freshPool();
+    const [q, l] = await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }]);
+    await k.leases.claim(pool, 'a1', [], 1);
+    expect(await k.jobs.cancel(q!.id)).toMatchObject({ status: 'cancelled' });
+    expect(await k.jobs.cancel(l!.id)).toMatchObject({ status: 'cancelled' });
+    expect(await k.leases.claim(pool, 'a1', [], 5)).toEqual([]);
+    expect(await k.jobs.cancel('nope')).toBeUndefined();
+  });
+
+  it('tokens: only the sha256 is stored; lookups find pool and admin', async () => {
+    const pool = freshPool();
+    const token = await k.tokens.create(pool, true);
+    expect(await k.tokens.lookup(token)).toEqual({ pool, admin: true });
+    expect(await k.tokens.lookup(token + 'x')).toBeUndefined();
+    const rows = await query<Record<string, unknown>>(k.db.knex, 'SELECT * FROM outpost_tokens WHERE pool = ?', [pool]);
+    expect(rows.length).toBe(1);
+    expect(rows[0]!.hash).toBe(hashToken(token));
+    expect(JSON.stringify(rows)).not.toContain(token);
+    expect(await k.tokens.poolExists(pool)).toBe(true);
+    expect(await k.tokens.poolExists('never')).toBe(false);
+  });
+
+  it('presence: online within the window, offline after, inFlight counts leases', async () => {
+    const pool = freshPool();
+    await k.agents.touch(pool, { agentId: 'a1', hostname: 'h1', version: '1', resources: ['ad'] });
+    await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }]);
+    await k.leases.claim(pool, 'a1', [], 2);
+    let list = await k.agents.list([pool]);
+    expect(list).toEqual([
+      { agentId: 'a1', pool, hostname: 'h1', version: '1', resources: ['ad'], status: 'online', lastSeenAt: new Date(k.clock.now()).toISOString(), inFlight: 2 },
+    ]);
+    await k.clock.advance(KIT_PRESENCE_MS + 1);
+    list = await k.agents.list([pool]);
+    expect(list[0]!.status).toBe('offline');
+    await k.agents.touch(pool, { agentId: 'a1' });
+    expect((await k.agents.list([pool]))[0]!.status).toBe('online');
+  });
+});
