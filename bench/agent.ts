@@ -44,9 +44,27 @@ function freePort(): Promise<number> {
   });
 }
 
+/** CPU time (user + system) a process has used so far, in ms, from /proc/PID/stat (clock ticks of 10 ms). */
+function cpuMsOf(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+const selfCpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+/** Extra node flags for agent processes, e.g. BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const AGENT_NODE_ARGS = (process.env.BENCH_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
 const children = new Set<ChildProcess>();
 function spawnNode(script: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess & { out: () => string } {
-  const child = spawn(process.execPath, [join(ROOT, script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const nodeArgs = script.includes('agent') ? AGENT_NODE_ARGS : [];
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -85,7 +103,7 @@ async function main(): Promise<void> {
   };
   const created = spawnSync(process.execPath, [join(ROOT, 'dist/bin/integration-proxy.js'), 'token', 'create', '--pool', 'bench'], { env: { ...process.env, ...proxyEnv }, encoding: 'utf8' });
   const token = created.stdout.trim().split('\n').pop()!;
-  spawnNode('dist/bin/integration-proxy.js', ['start'], proxyEnv);
+  const proxyProc = spawnNode('dist/bin/integration-proxy.js', ['start'], proxyEnv);
   const url = `http://127.0.0.1:${port}`;
   const api = got.extend({ prefixUrl: url, headers: { authorization: `Bearer ${admin}` }, retry: { limit: 0 }, responseType: 'json' });
   await until(async () => (await api.get('readyz', { throwHttpErrors: false }).catch(() => ({ statusCode: 0 }))).statusCode === 200, 20_000, 50);
@@ -137,11 +155,15 @@ async function main(): Promise<void> {
     const jobs = Array.from({ length: Math.min(1000, JOBS - i) }, () => ({ pool: 'bench', type: 'ping', payload: { delayMs: 0 } }));
     await api.post('v1/jobs/batch', { json: { jobs } });
   }
+  const proxyPid = proxyProc.pid;
+  const proxyCpu0 = cpuMsOf(proxyPid);
   const t0 = performance.now();
   const workers = new Map(['bench-a', 'bench-b'].map((id) => [id, spawnNode('dist/bin/agent.js', ['start'], agentEnv(id))]));
   await until(queueEmpty, 600_000, 20);
   const seconds = (performance.now() - t0) / 1000;
-  console.log(`throughput: ${JOBS} no-op jobs through 2 agents × 32 in ${seconds.toFixed(2)} s = ${Math.round(JOBS / seconds)} jobs/s (agent process start included)`);
+  const agentsCpuMs = [...workers.values()].reduce((sum, w) => sum + cpuMsOf(w.pid), 0);
+  const perJob = (ms: number) => `${Math.round((ms * 1000) / JOBS)} µs`;
+  console.log(`throughput: ${JOBS} no-op jobs through 2 agents × 32 in ${seconds.toFixed(2)} s = ${Math.round(JOBS / seconds)} jobs/s (agent process start included); CPU per job: agents ${perJob(agentsCpuMs)} (start included), proxy ${perJob(cpuMsOf(proxyPid) - proxyCpu0)}`);
 
   // 3: failover.
   for (const how of ['SIGKILL', 'SIGTERM'] as const) {
@@ -210,10 +232,21 @@ async function agentCeiling(): Promise<void> {
   const proc = spawnNode('dist/bin/agent.js', ['start'], { AGENT_PROXY_URL: url, AGENT_TOKEN: 'stub-token-0123456789', AGENT_ID: 'ceiling', AGENT_CONCURRENCY: '32', AGENT_HEALTH_HOST: '127.0.0.1', AGENT_HEALTH_PORT: '0', AGENT_LOG_LEVEL: 'warn' });
   await until(() => leased > 0, 20_000, 1);
   const t0 = performance.now();
+  const cpu0 = cpuMsOf(proc.pid);
+  const stubCpu0 = selfCpuMs();
   const from = accepted;
   await until(() => accepted >= total, 600_000, 5);
   const seconds = (performance.now() - t0) / 1000;
-  console.log(`agent ceiling: 1 agent process × 32 against a stub proxy: ${Math.round((total - from) / seconds)} jobs/s (${total} jobs; calls: ${JSON.stringify(calls)})`);
+  const jobs = total - from;
+  const agentUs = ((cpuMsOf(proc.pid) - cpu0) * 1000) / jobs;
+  const stubUs = ((selfCpuMs() - stubCpu0) * 1000) / jobs;
+  console.log(
+    `agent ceiling: 1 agent process × 32 against a stub proxy: ${Math.round(jobs / seconds)} jobs/s; CPU per job: agent ${agentUs.toFixed(0)} µs, stub ${stubUs.toFixed(0)} µs (${total} jobs; calls: ${JSON.stringify(calls)})`,
+  );
+  // SIGTERM (not -9) so that a --cpu-prof agent writes its profile on the way out.
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await Promise.race([exited, sleep(5000)]);
   proc.kill('SIGKILL');
   stub.closeAllConnections();
   stub.close();

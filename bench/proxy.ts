@@ -4,7 +4,7 @@
  * with 2 000 parked polls. The proxy runs as its own process (dist/bin), the
  * load comes from this one over loopback HTTP with keep-alive.
  *
- *   npm run -s build && node dist/bench/proxy.js [--jobs 20000] [--pollers 4] [--max 32] [--parked 2000]
+ *   npm run -s build && node dist/bench/proxy.js [--jobs 20000] [--pollers 4] [--max 32] [--parked 2000] [--cpu-prof-dir DIR]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,6 +20,8 @@ const { values } = parseArgs({
     max: { type: 'string', default: '32' },
     parked: { type: 'string', default: '2000' },
     wakeups: { type: 'string', default: '300' },
+    // Writes a V8 CPU profile of the proxy process into this directory (node --cpu-prof).
+    'cpu-prof-dir': { type: 'string' },
   },
 });
 const JOBS = Number(values.jobs);
@@ -81,7 +83,8 @@ let proxyPid: number | undefined;
 async function main(): Promise<void> {
   const tok = spawnSync(process.execPath, [proxyJs, 'token', 'create', '--pool', 'bench'], { env, encoding: 'utf8' });
   const token = tok.stdout.trim().split('\n').at(-1)!;
-  const child = spawn(process.execPath, [proxyJs, 'start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const profArgs = values['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof-dir'])] : [];
+  const child = spawn(process.execPath, [...profArgs, proxyJs, 'start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   base = await new Promise<string>((res, rej) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadProxyConfig, type ProxyConfig } from '../lib/config/proxy.js';
 import { createLogger } from '../lib/log/index.js';
 import { toWireError } from '../lib/util/errors.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/version.js';
+import { PACKAGE_VERSION } from '../lib/util/version.js';
 
 /**
  * `integration-proxy start [--config FILE]`, `token create --pool NAME [--admin]`,
@@ -14,14 +14,6 @@ const USAGE = `usage:
   integration-proxy token create --pool NAME [--admin] [--config FILE]
   integration-proxy version`;
 
-function version(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? '0.0.0';
-  } catch {
-    return '0.0.0';
-  }
-}
 
 /** The server (fastify, knex, pg) loads only once the config is known to be valid: errors answer fast. */
 function loadServer(): Promise<typeof import('../lib/proxy/server.js')> {
@@ -101,7 +93,7 @@ async function main(argv: string[]): Promise<void> {
       return tokenCreate(rest.slice(1));
     case 'version':
     case '--version':
-      process.stdout.write(`integration-proxy ${version()} (protocol v${PROTOCOL_VERSION})\n`);
+      process.stdout.write(`integration-proxy ${PACKAGE_VERSION} (protocol v${PROTOCOL_VERSION})\n`);
       return;
     default:
       fail(USAGE);

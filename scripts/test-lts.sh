@@ -11,12 +11,14 @@ MAJOR=$(sed -n 's/^ARG NODE_VERSION=\([0-9]*\).*/\1/p' Dockerfile)
 CACHE="${OUTPOST_SERVICES_DIR:-/tmp/outpost-services}/node$MAJOR"
 log() { echo "[lts] $*" >&2; }
 mkdir -p "$CACHE"
+# A report left by an earlier run must never count for this one.
+rm -f "$CACHE/work/.test-results/jest-lts.json"
 if [ ! -x "$CACHE/node_modules/.bin/node" ]; then
   log "installing node@$MAJOR from the npm registry"
   (cd "$CACHE" && npm install --no-save --no-audit --no-fund --loglevel=error "node@$MAJOR" >&2) || exit 1
 fi
 NODE_BIN="$CACHE/node_modules/.bin"
-HEADERS=$(dirname "$(dirname "$(find "$CACHE/node_modules" -path '*include/node/node_api.h' | head -1)")")
+HEADERS=$(dirname "$(dirname "$(dirname "$(find "$CACHE/node_modules" -path '*include/node/node_api.h' | head -1)")")")
 log "using $("$NODE_BIN/node" --version) (headers: $HEADERS)"
 
 # A work copy of the project with its own node_modules rebuilt for this ABI.
@@ -33,6 +35,8 @@ fi
 rsync -a --delete --exclude node_modules --exclude .git --exclude '.lock-*' "$ROOT/" "$WORK/" 2>/dev/null \
   || { (cd "$ROOT" && tar cf - --exclude=./node_modules --exclude=./.git .) | (cd "$WORK" && tar xf -); }
 cd "$WORK"
+# shellcheck disable=SC1091
+source "$ROOT/.services/env"
 REPORT=.test-results/jest-lts.json
 mkdir -p .test-results; rm -f "$REPORT"
 PATH="$NODE_BIN:$PATH" node --experimental-vm-modules node_modules/jest/bin/jest.js --json --outputFile="$REPORT" "$@"

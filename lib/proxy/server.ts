@@ -22,6 +22,8 @@ import { JobWatch } from './watch.js';
 import { ReplicaListener } from './listener.js';
 import { Authenticator } from './http/auth.js';
 import { registerRoutes } from './http/app.js';
+import { StatsStore } from './store/stats.js';
+import { createProxyMetrics } from './metrics.js';
 
 /** The reference integration-proxy (DESIGN "integration-proxy"). */
 export interface ProxyServer {
@@ -66,6 +68,11 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     {},
     { clock, log, recheck: (pool, cap) => (stores ? stores.jobs.availableNow(pool, cap) : Promise.resolve([])) },
   );
+  const metrics = createProxyMetrics({
+    queueDepth: () => (stores ? stores.stats.queueDepth() : Promise.resolve([])),
+    parkedPolls: () => waiters.parked,
+    agents: () => (stores ? stores.agents.list(null) : Promise.resolve([])),
+  });
   const events: StoreEvents = {
     available: (pool, resources) => waiters.available(pool, resources),
     availableAt: (pool, resource, atMs) => waiters.availableAt(pool, resource, atMs),
@@ -79,6 +86,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       output: new OutputStore({ db: d }),
       tokens: new TokenStore({ db: d, clock }),
       agents: new AgentStore({ presenceMs: config.presenceMs }, { db: d, clock }),
+      stats: new StatsStore({ db: d }),
     };
   }
 
@@ -98,7 +106,11 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       if (!s || state !== 'running') return;
       reaping = s.leases
         .reap()
-        .then((n) => n && log.info('expired leases returned', { count: n }))
+        .then((n) => {
+          if (!n) return;
+          metrics.expiries.inc(n);
+          log.info('expired leases returned', { count: n });
+        })
         .catch((err: unknown) => log.error('reaper failed', { err }))
         .finally(() => state === 'running' && scheduleReaper());
     }, config.reaperIntervalMs);
@@ -127,7 +139,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       server.server.headersTimeout = 66_000;
       registerRoutes(server, { maxWaitMs: config.maxWaitMs }, {
         clock, log, db: db!, auth: new Authenticator(config.adminToken, s.tokens), ...s,
-        waiters, watch, state: () => state,
+        waiters, watch, metrics, state: () => state,
       });
       if (db!.dialect === 'postgres') {
         listener = new ReplicaListener({

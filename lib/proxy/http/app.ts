@@ -5,6 +5,8 @@ import { registerAgentRoutes } from './agent-routes.js';
 import { registerJobRoutes } from './job-routes.js';
 import { installErrorHandlers, sendError } from './errors.js';
 import type { RouteDeps, RouteOptions } from './context.js';
+import { dashboardHtml } from '../dashboard.js';
+import { PACKAGE_VERSION } from '../../util/version.js';
 
 /**
  * JSON bodies parsed by hand so that a parse error never quotes the body (it
@@ -33,6 +35,10 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
     if (deps.state() !== 'running') return sendError(reply, new OutpostError('unavailable', 'the proxy is stopping', { retryAfterMs: 1000 }), req);
     await deps.auth.authenticate(req);
   });
+  app.addHook('onResponse', async (req, reply) => {
+    // The route pattern, not the URL: job ids must not become label values.
+    deps.metrics.requests.inc({ route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+  });
   registerAgentRoutes(app, opts, deps);
   registerJobRoutes(app, opts, deps);
 
@@ -46,6 +52,13 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
     }
     return { status: 'ready' };
   });
+  app.get('/metrics', async (_req, reply) => {
+    reply.type(deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+  // The Agents dashboard: a static page; it reads the job-side API with an admin token the operator enters.
+  const dashboard = dashboardHtml({ version: PACKAGE_VERSION });
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(dashboard));
   const openapi = buildOpenApi();
   app.get('/openapi.json', async () => openapi);
 }

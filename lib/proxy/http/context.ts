@@ -10,6 +10,7 @@ import type { AgentStore } from '../store/agents.js';
 import type { Waiters } from '../waiters.js';
 import type { JobWatch } from '../watch.js';
 import type { Authenticator } from './auth.js';
+import type { ProxyMetrics } from '../metrics.js';
 
 /** The slice of config the routes need. */
 export interface RouteOptions {
@@ -30,5 +31,6 @@ export interface RouteDeps {
   agents: AgentStore;
   waiters: Waiters;
   watch: JobWatch;
+  metrics: ProxyMetrics;
   state(): LifecycleState;
 }

@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import got from 'got';
+import { startTestProxy, stopAgents, startAgent, testAgentConfig, type TestProxy } from '../agent/harness.js';
+
+/** Sums the samples of `name` whose labels include `labels`. */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.split(' ').pop());
+  }
+  return sum;
+}
+
+let proxy: TestProxy;
+beforeAll(async () => {
+  proxy = await startTestProxy({ leaseTtlMs: 1000, reaperIntervalMs: 100 });
+});
+afterAll(async () => {
+  await stopAgents();
+  await proxy.stop();
+});
+
+describe('integration-proxy /metrics', () => {
+  it('reports queue depth, parked polls, agents online, expiries and requests as they change', async () => {
+    const scrape = async () => (await got(`${proxy.url}/metrics`)).body;
+    const ids = await proxy.enqueueMany([{ type: 'ping' }, { type: 'ping' }, { type: 'ping' }]);
+    let text = await scrape();
+    expect(sample(text, 'outpost_proxy_queue_depth', { pool: 'p1', status: 'queued' })).toBe(3);
+    expect(sample(text, 'outpost_proxy_parked_polls')).toBe(0);
+    expect(text).toContain('process_resident_memory_bytes');
+
+    // A lease taken by hand and never renewed expires: the reaper counts it.
+    const lease = await got.post(`${proxy.url}/v1/agent/lease`, {
+      headers: { authorization: `Bearer ${proxy.agentToken}` },
+      json: { agentId: 'manual', hostname: 'h', version: '0', resources: [], max: 1, waitMs: 0 },
+      responseType: 'json',
+    });
+    expect((lease.body as { jobs: unknown[] }).jobs).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 1500));
+    text = await scrape();
+    expect(sample(text, 'outpost_proxy_lease_expiries_total')).toBe(1);
+
+    const agent = await startAgent(testAgentConfig(proxy, { proxy: { waitMs: 5000 } as never }));
+    await Promise.all(ids.map((id) => proxy.done(id)));
+    await new Promise((r) => setTimeout(r, 200));
+    text = await scrape();
+    expect(sample(text, 'outpost_proxy_queue_depth', { pool: 'p1' })).toBe(0);
+    expect(sample(text, 'outpost_proxy_parked_polls')).toBe(1);
+    expect(sample(text, 'outpost_proxy_agents_online', { pool: 'p1' })).toBe(2);
+    expect(sample(text, 'outpost_proxy_http_requests_total', { route: '/v1/agent/results', status: '200' })).toBeGreaterThanOrEqual(1);
+    expect(text).not.toContain(proxy.agentToken);
+    expect(agent.state).toBe('running');
+  });
+});
