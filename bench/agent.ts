@@ -7,6 +7,10 @@
  *   4. idle agent RSS and requests per minute;
  *   5. the agent's own ceiling against a stub proxy (what the agent costs per job).
  *
+ * CPU time per job (from /proc/PID/stat) is printed next to wall-clock rates: the machine's
+ * cores are shared, so it is the figure to compare between runs. For a profile of the agent
+ * processes: BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" (written on SIGTERM).
+ *
  *   npm run -s build && node dist/bench/agent.js [--jobs 20000] [--samples 300] [--idle-ms 30000] [--ttl-ms 2000] [--ceiling-only]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -132,8 +136,11 @@ async function main(): Promise<void> {
   await sleep(IDLE_MS);
   const idleRequests = Object.values(agent.stats().requests).reduce((a, b) => a + b, 0) - before;
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${idleProc.pid}/status`, 'utf8'))?.[1] ?? 0);
+  const startCpuMs = cpuMsOf(idleProc.pid);
   idleProc.kill('SIGTERM');
-  console.log(`idle agent: RSS ${(rssKb / 1024).toFixed(1)} MB (process, after ${IDLE_MS / 1000} s idle); ${((idleRequests * 60_000) / IDLE_MS).toFixed(1)} requests/min (waitMs 25 s)`);
+  console.log(
+    `idle agent: RSS ${(rssKb / 1024).toFixed(1)} MB (process, after ${IDLE_MS / 1000} s idle); ${((idleRequests * 60_000) / IDLE_MS).toFixed(1)} requests/min (waitMs 25 s); CPU for start-up + idle: ${startCpuMs} ms`,
+  );
 
   const latencies: number[] = [];
   const enqueueCalls: number[] = [];
@@ -163,7 +170,7 @@ async function main(): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   const agentsCpuMs = [...workers.values()].reduce((sum, w) => sum + cpuMsOf(w.pid), 0);
   const perJob = (ms: number) => `${Math.round((ms * 1000) / JOBS)} µs`;
-  console.log(`throughput: ${JOBS} no-op jobs through 2 agents × 32 in ${seconds.toFixed(2)} s = ${Math.round(JOBS / seconds)} jobs/s (agent process start included); CPU per job: agents ${perJob(agentsCpuMs)} (start included), proxy ${perJob(cpuMsOf(proxyPid) - proxyCpu0)}`);
+  console.log(`throughput: ${JOBS} no-op jobs through 2 agents × 32 in ${seconds.toFixed(2)} s = ${Math.round(JOBS / seconds)} jobs/s (agent process start included); CPU per job: agents ${perJob(agentsCpuMs)} (start included; ${perJob(agentsCpuMs - 2 * startCpuMs)} without 2 start-ups as measured on the idle agent), proxy ${perJob(cpuMsOf(proxyPid) - proxyCpu0)}`);
 
   // 3: failover.
   for (const how of ['SIGKILL', 'SIGTERM'] as const) {

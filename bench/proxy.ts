@@ -2,9 +2,13 @@
  * integration-proxy benchmark: wake-up latency of an idle parked poll,
  * lease + results throughput with batching on SQLite, and the proxy's RSS
  * with 2 000 parked polls. The proxy runs as its own process (dist/bin), the
- * load comes from this one over loopback HTTP with keep-alive.
+ * load comes from this one over loopback HTTP with keep-alive. Wake-up is
+ * reported both from the enqueue request being sent and from its
+ * acknowledgement, next to the machine's floor (an idle GET /healthz round
+ * trip); throughput also as proxy CPU µs per job (user/system), the figure to
+ * compare between runs on a shared machine.
  *
- *   npm run -s build && node dist/bench/proxy.js [--jobs 20000] [--pollers 4] [--max 32] [--parked 2000] [--cpu-prof-dir DIR]
+ *   npm run -s build && node dist/bench/proxy.js [--jobs 20000] [--pollers 4] [--max 32] [--parked 2000] [--node-args='--cpu-prof --cpu-prof-dir DIR']
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,8 +24,8 @@ const { values } = parseArgs({
     max: { type: 'string', default: '32' },
     parked: { type: 'string', default: '2000' },
     wakeups: { type: 'string', default: '300' },
-    // Writes a V8 CPU profile of the proxy process into this directory (node --cpu-prof).
-    'cpu-prof-dir': { type: 'string' },
+    // Extra node options of the proxy process, e.g. --node-args='--cpu-prof --cpu-prof-dir /tmp/prof'.
+    'node-args': { type: 'string', default: '' },
   },
 });
 const JOBS = Number(values.jobs);
@@ -69,8 +73,13 @@ function pct(sorted: number[], p: number): number {
 
 /** CPU seconds (user + system) a process has used, from /proc (clock ticks of 10 ms). */
 function cpuSeconds(pid: number): number {
+  const t = cpuTimes(pid);
+  return t.user + t.sys;
+}
+
+function cpuTimes(pid: number): { user: number; sys: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return { user: Number(fields[11]) / 100, sys: Number(fields[12]) / 100 };
 }
 
 function rssMb(pid: number): number {
@@ -83,8 +92,8 @@ let proxyPid: number | undefined;
 async function main(): Promise<void> {
   const tok = spawnSync(process.execPath, [proxyJs, 'token', 'create', '--pool', 'bench'], { env, encoding: 'utf8' });
   const token = tok.stdout.trim().split('\n').at(-1)!;
-  const profArgs = values['cpu-prof-dir'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(values['cpu-prof-dir'])] : [];
-  const child = spawn(process.execPath, [...profArgs, proxyJs, 'start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const nodeArgs = values['node-args'].split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, proxyJs, 'start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   base = await new Promise<string>((res, rej) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -120,12 +129,21 @@ async function main(): Promise<void> {
       afterAck.push(Math.max(0, Number(t1 - t2) / 1e6));
     }
   }
-  for (const xs of [wake, rtt, afterAck]) xs.sort((a, b) => a - b);
+  // The floor of any answer on this machine: an idle round trip that touches neither store nor waiters.
+  const floor: number[] = [];
+  for (let i = 0; i < WAKEUPS; i++) {
+    await new Promise((r) => setTimeout(r, 5));
+    const t0 = process.hrtime.bigint();
+    await call('GET', '/healthz', token);
+    floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  for (const xs of [wake, rtt, afterAck, floor]) xs.sort((a, b) => a - b);
   const f = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms`;
   console.log(`wake-up, ${WAKEUPS} samples of an idle parked poll:`);
   console.log(`  enqueue sent → lease answer received: ${f(wake)}`);
   console.log(`  enqueue acknowledged → lease answer received: ${f(afterAck)}`);
   console.log(`  (enqueue round trip alone: ${f(rtt)})`);
+  console.log(`  (GET /healthz round trip after the same 5 ms idle, the machine's floor: ${f(floor)})`);
 
   // 2. Throughput: JOBS queued in batches of 1 000, then POLLERS concurrent pollers (max MAX), results batched per lease answer.
   for (let n = 0; n < JOBS; n += 1000) {
@@ -133,7 +151,8 @@ async function main(): Promise<void> {
     await call('POST', '/v1/jobs/batch', ADMIN, { jobs });
   }
   let done = 0;
-  const cpu0 = cpuSeconds(child.pid!);
+  const times0 = cpuTimes(child.pid!);
+  const cpu0 = times0.user + times0.sys;
   const t0 = process.hrtime.bigint();
   await Promise.all(
     Array.from({ length: POLLERS }, async (_, p) => {
@@ -150,8 +169,11 @@ async function main(): Promise<void> {
   );
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = cpuSeconds(child.pid!) - cpu0;
+  const times1 = cpuTimes(child.pid!);
   console.log(`throughput: ${done} jobs leased + completed in ${secs.toFixed(2)} s = ${Math.round(done / secs)} jobs/s (${POLLERS} pollers, max ${MAX}, results batched)`);
   console.log(`  proxy CPU ${cpu.toFixed(2)} s = ${Math.round(done / Math.max(cpu, 0.01))} jobs per proxy CPU-second (the ceiling on one free core); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+  const usPerJob = (s: number) => ((s * 1e6) / Math.max(done, 1)).toFixed(1);
+  console.log(`  proxy CPU per job: ${usPerJob(cpu)} µs (user ${usPerJob(times1.user - times0.user)} µs, system ${usPerJob(times1.sys - times0.sys)} µs)`);
 
   // 3. Memory: PARKED idle polls held open.
   const polls = Array.from({ length: PARKED }, (_, i) => lease(token, `idle-${i}`, 1, 30_000));

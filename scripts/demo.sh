@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Outpost in ~20 s (run after `npm ci && npm run build`):
+# Outpost in ~20 s (run after `npm ci`; builds dist/ if missing):
 #   one integration-proxy on SQLite in a temp dir, two agents of one pool,
 #   a stream of `ping` jobs; one agent is killed (kill -9) in the middle of a
 #   job, and the job finishes on the other agent once its lease expires.
@@ -7,7 +7,7 @@
 # Needs only node, curl and bash. Logs stay in the temp dir until the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f dist/bin/agent.js ] && [ -f dist/bin/integration-proxy.js ] || { echo "build first: npm ci && npm run build" >&2; exit 1; }
+[ -f dist/bin/agent.js ] && [ -f dist/bin/integration-proxy.js ] || npm run -s build
 
 DIR=$(mktemp -d -t outpost-demo-XXXXXX)
 PIDS=()

@@ -7,8 +7,9 @@ import { sleep, systemClock, type Clock } from '../util/clock.js';
 import { OutpostError, toWireError } from '../util/errors.js';
 import type { LifecycleState } from '../util/lifecycle.js';
 import { ProxyApi } from './api.js';
-import { CONNECTOR_KINDS } from './connector-kinds.js';
+import { loadConnectorKinds } from './connector-kinds.js';
 import { buildConnectors, closeConnectors } from './connectors.js';
+import { Deadlines } from './deadlines.js';
 import { createDispatcher } from './dispatch.js';
 import { HealthServer } from './health.js';
 import { HttpTransport } from './http.js';
@@ -25,7 +26,7 @@ export interface AgentDeps {
   clock?: Clock;
   /** Default: a JSON/pretty logger per `config.log`. */
   log?: Logger;
-  /** Connector factories by kind. Default: CONNECTOR_KINDS. */
+  /** Connector factories by kind. Default: the built-in ones, loaded for the configured kinds only (CONNECTOR_LOADERS). */
   connectorKinds?: Record<string, ConnectorFactory>;
   /** Reported to the proxy. Default: os.hostname(). */
   hostname?: string;
@@ -75,19 +76,18 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const clock = deps.clock ?? systemClock;
   const agentId = config.agentId;
   const log = (deps.log ?? createLogger({ level: config.log.level, format: config.log.format })).child({ component: 'agent', agentId });
-  const connectors: Map<string, Connector> = buildConnectors(config.resources, deps.connectorKinds ?? CONNECTOR_KINDS, {
-    log,
-    clock,
-    readSecret: (path) => readSecretFile(path, 'resource secret'),
-  });
+  // Filled by start(), once the configured kinds' connector modules are loaded.
+  const connectors = new Map<string, Connector>();
   let lastContactMs = -Infinity;
   const transport = new HttpTransport({ caFile: config.proxy.caFile, insecureSkipTlsVerify: config.proxy.insecureSkipTlsVerify, env: deps.env });
   const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, onContact: () => (lastContactMs = clock.now()) });
   const metrics = createAgentMetrics({ agentId });
-  const keeper = new LeaseKeeper({ api, clock, log, metrics }, { agentId });
+  // One timer for every job timeout and self-fencing deadline.
+  const deadlines = new Deadlines(clock);
+  const keeper = new LeaseKeeper({ api, clock, log, metrics, deadlines }, { agentId });
   const reporter = new ResultReporter({ api, clock, log, keeper, metrics }, { agentId });
   const dispatch = createDispatcher({ connectors, clock, agentId });
-  const runner = new JobRunner({ api, clock, log, keeper, reporter, dispatch, metrics });
+  const runner = new JobRunner({ api, clock, log, keeper, reporter, dispatch, metrics, deadlines });
   const loop = new LeaseLoop(
     { api, clock, log, metrics, run: (job, at) => runner.run(job, at) },
     {
@@ -111,6 +111,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   );
   const skipWait = new AbortController();
   let stopping: Promise<void> | undefined;
+  let starting = false;
 
   async function drain(): Promise<void> {
     const wasRunning = state === 'running';
@@ -126,6 +127,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
     await released;
     keeper.stop();
     reporter.stop();
+    deadlines.clear();
     await health.stop();
     await closeConnectors(connectors, (name, err) => log.warn('closing a connector failed', { resource: name, error: toWireError(err).message }));
     transport.destroy();
@@ -179,7 +181,16 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
       requests: { ...api.requestCounts },
     }),
     async start() {
-      if (state !== 'idle') return;
+      if (state !== 'idle' || starting) return;
+      starting = true;
+      try {
+        // Resource config errors (config_error naming the key) surface here, before any lease.
+        for (const [name, c] of await buildResourceConnectors(config, deps, log, clock)) connectors.set(name, c);
+      } catch (err) {
+        starting = false;
+        throw err;
+      }
+      if (stopping) return;
       if (config.proxy.insecureSkipTlsVerify) {
         log.warn('TLS verification of the integration-proxy is OFF (proxy.insecureSkipTlsVerify); never use this in production');
       }
@@ -238,11 +249,7 @@ export async function checkAgent(config: AgentConfig, deps: AgentDeps = {}, time
   transport.destroy();
   let connectors = new Map<string, Connector>();
   await timed('config resources', async () => {
-    connectors = buildConnectors(config.resources, deps.connectorKinds ?? CONNECTOR_KINDS, {
-      log,
-      clock,
-      readSecret: (path) => readSecretFile(path, 'resource secret'),
-    });
+    connectors = await buildResourceConnectors(config, deps, log, clock);
     return `${connectors.size} resource(s)`;
   });
   for (const [name, c] of connectors) {
@@ -255,4 +262,10 @@ export async function checkAgent(config: AgentConfig, deps: AgentDeps = {}, time
   }
   await closeConnectors(connectors, () => undefined);
   return rows;
+}
+
+/** One connector per configured resource, loading only the connector modules of the configured kinds. */
+async function buildResourceConnectors(config: AgentConfig, deps: AgentDeps, log: Logger, clock: Clock): Promise<Map<string, Connector>> {
+  const kinds = deps.connectorKinds ?? (await loadConnectorKinds(Object.values(config.resources).map((r) => r.kind)));
+  return buildConnectors(config.resources, kinds, { log, clock, readSecret: (path) => readSecretFile(path, 'resource secret') });
 }

@@ -44,8 +44,6 @@ export class ProxyApi {
   private readonly base: string;
   private readonly callTimeoutMs: number;
   private readonly leaseSlackMs: number;
-  /** The same headers on every call, built once. */
-  private readonly headers: Record<string, string>;
 
   constructor(
     private readonly transport: HttpTransport,
@@ -54,7 +52,6 @@ export class ProxyApi {
     this.base = opts.baseUrl.replace(/\/+$/, '');
     this.callTimeoutMs = opts.callTimeoutMs ?? 10_000;
     this.leaseSlackMs = opts.leaseTimeoutSlackMs ?? 10_000;
-    this.headers = { authorization: `Bearer ${opts.token}`, accept: 'application/json' };
   }
 
   lease(body: LeaseRequest, signal?: AbortSignal): Promise<LeaseResponse> {
@@ -84,7 +81,14 @@ export class ProxyApi {
     this.requestCounts[key] = (this.requestCounts[key] ?? 0) + 1;
     let res;
     try {
-      res = await this.transport.post(url, JSON.stringify(body), this.headers, timeoutMs, signal);
+      res = await this.transport.got.post(url, {
+        json: body,
+        headers: { authorization: `Bearer ${this.opts.token}` },
+        timeout: { request: timeoutMs },
+        agent: this.transport.agentsFor(url),
+        responseType: 'text',
+        ...(signal ? { signal } : {}),
+      });
     } catch (err) {
       if (signal?.aborted) throw abortReason(signal);
       const mapped = mapTransportError(err);
@@ -139,9 +143,9 @@ function httpError(path: string, status: number, body: unknown, retryAfter: stri
 }
 
 const TLS_CODES = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|HOSTNAME_MISMATCH|EPROTO/;
-const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
+const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED', 'ERR_GOT_REQUEST_ERROR']);
 
-/** Maps a socket/TLS/forward-proxy error to an OutpostError; the raw error stays as `cause` for logs. */
+/** Maps a got/socket error to an OutpostError; the raw error stays as `cause` for logs. */
 export function mapTransportError(err: unknown): OutpostError {
   if (err instanceof OutpostError) return err;
   const e = err as { code?: string; message?: string; name?: string };

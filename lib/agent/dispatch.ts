@@ -5,6 +5,7 @@ import { assertValid } from '../protocol/validate.js';
 import type { LeasedJob } from '../protocol/schemas.js';
 import { OutpostError } from '../util/errors.js';
 import { sleep, type Clock } from '../util/clock.js';
+import { scrubbedConstant } from './scrub.js';
 
 /** What the dispatcher needs. */
 export interface DispatchDeps {
@@ -27,11 +28,14 @@ const IDENTITY: ReadonlySet<string> = new Set(IDENTITY_OPERATIONS);
  * type or resource will not fix itself on another attempt.
  */
 export function createDispatcher(deps: DispatchDeps): Dispatch {
+  // The same answer for every ping, scrubbed once rather than per job, on the first ping:
+  // jobs run only after start(), so every secret (tokens, resource passwords) is registered by then.
+  let pong: Readonly<{ ok: true; agentId: string }> | undefined;
   return async (job, ctx) => {
     const schema = PAYLOAD_SCHEMAS[job.type];
     if (!schema) throw new OutpostError('unknown_type', `unknown job type "${job.type}"`);
     const payload = assertValid(schema, job.payload ?? {}, 'payload');
-    if (job.type === 'ping') return ping(payload as PingPayload, ctx, deps);
+    if (job.type === 'ping') return ping(payload as PingPayload, ctx, deps, (pong ??= scrubbedConstant({ ok: true as const, agentId: deps.agentId })));
     if (RESOURCELESS_TYPES.has(job.type)) throw new OutpostError('unknown_type', `job type "${job.type}" has no handler on this agent`);
     if (!job.resource) throw new OutpostError('invalid_request', `job type "${job.type}" needs a resource`);
     const connector = deps.connectors.get(job.resource);
@@ -50,7 +54,7 @@ export function createDispatcher(deps: DispatchDeps): Dispatch {
 }
 
 /** The built-in liveness job: waits `delayMs` (abortable) and names the agent that ran it. */
-async function ping(payload: PingPayload, ctx: OperationContext, deps: DispatchDeps): Promise<{ ok: true; agentId: string }> {
+async function ping<T>(payload: PingPayload, ctx: OperationContext, deps: DispatchDeps, pong: T): Promise<T> {
   if (payload.delayMs) await sleep(deps.clock, payload.delayMs, ctx.signal);
-  return { ok: true, agentId: deps.agentId };
+  return pong;
 }

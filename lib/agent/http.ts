@@ -1,7 +1,8 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { readFileSync } from 'node:fs';
-import { createSecureContext, rootCertificates } from 'node:tls';
+import { rootCertificates } from 'node:tls';
+import got, { type Got } from 'got';
 import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
 import { getProxyForUrl } from 'proxy-from-env';
 import { registerSecret } from '../util/redact.js';
@@ -24,121 +25,55 @@ interface AgentPair {
 /** Keep-alive sockets survive the idle time between polls; the proxy's keepAliveTimeout is 65 s. */
 const KEEP_ALIVE = { keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: 16, scheduling: 'lifo' as const };
 
-/** A whole HTTP answer, body as text. */
-export interface HttpAnswer {
-  statusCode: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** Thrown when a request outlives its `timeoutMs` (mapped to `unavailable` by the API). */
-export class HttpTimeoutError extends Error {
-  override readonly name = 'TimeoutError';
-  readonly code = 'ETIMEDOUT';
-  constructor(timeoutMs: number) {
-    super(`Timeout awaiting request for ${timeoutMs}ms`);
-  }
-}
-
 /**
- * The HTTP side of the agent: bare node:http(s) requests (no retries, no
- * redirects: the loop owns backoff) over keep-alive agents chosen per target
- * origin from HTTPS_PROXY/HTTP_PROXY/NO_PROXY (lower case wins, as in
- * proxy-from-env). Not got: at thousands of calls per second its per-request
- * option merging and stream wrapping cost about 4× a bare request in CPU.
+ * The HTTP side of the agent: a got instance with got's own retries off
+ * (the loop owns backoff), plus keep-alive agents chosen per target URL from
+ * HTTPS_PROXY/HTTP_PROXY/NO_PROXY (lower case wins, as in proxy-from-env).
  */
 export class HttpTransport {
+  readonly got: Got;
   private readonly direct: AgentPair;
   private readonly viaProxy = new Map<string, AgentPair>();
-  /** Proxy URL ('' = direct) by target origin: proxy-from-env only looks at scheme, host and port. */
-  private readonly routes = new Map<string, string>();
-  private readonly tls: { rejectUnauthorized: boolean; secureContext?: ReturnType<typeof createSecureContext> };
+  private readonly ca: string[] | undefined;
+  private readonly rejectUnauthorized: boolean;
   private readonly env: NodeJS.ProcessEnv;
 
   constructor(opts: HttpTransportOptions = {}) {
     this.env = opts.env ?? process.env;
     // Proxy passwords are secrets from the start, before any request or log line could carry one.
     for (const k of PROXY_VARS) registerProxyPassword(this.env[k]);
-    // The CAs go in one secure context rather than as `ca`: Node's agent keys its socket pool
-    // by a name that includes every `ca` string, rebuilt on each request (~200 KB with the roots).
-    const ca = opts.caFile ? trustedCas(opts.caFile, this.env) : undefined;
-    this.tls = { rejectUnauthorized: !opts.insecureSkipTlsVerify, ...(ca ? { secureContext: createSecureContext({ ca }) } : {}) };
-    this.direct = { http: new HttpAgent(KEEP_ALIVE), https: new HttpsAgent({ ...KEEP_ALIVE, ...this.tls }) };
-  }
-
-  /**
-   * POSTs `json` (already serialised) to `url` and reads the whole answer as
-   * text, whatever its status. Rejects with the socket/TLS/proxy error, an
-   * HttpTimeoutError after `timeoutMs`, or the signal's reason.
-   */
-  post(url: string, json: string, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<HttpAnswer> {
-    return new Promise<HttpAnswer>((resolve, reject) => {
-      const https = url.startsWith('https:');
-      const agents = this.agentsFor(url);
-      const options = {
-        method: 'POST',
-        agent: https ? agents.https : agents.http,
-        headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) },
-      };
-      const req = https ? httpsRequest(url, options) : httpRequest(url, options);
-      let settled = false;
-      const finish = (err: unknown, answer?: HttpAnswer) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        if (err) {
-          req.destroy();
-          reject(err);
-        } else resolve(answer!);
-      };
-      const onAbort = () => finish(signal!.reason);
-      const timer = setTimeout(() => finish(new HttpTimeoutError(timeoutMs)), timeoutMs);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      req.once('error', (err) => finish(err));
-      req.once('response', (res: IncomingMessage) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.once('error', (err) => finish(err));
-        res.once('aborted', () => finish(Object.assign(new Error('the connection closed before the answer ended'), { code: 'ECONNRESET' })));
-        res.once('end', () => finish(undefined, { statusCode: res.statusCode ?? 0, headers: res.headers, body }));
-      });
-      req.end(json);
+    this.rejectUnauthorized = !opts.insecureSkipTlsVerify;
+    this.ca = opts.caFile ? trustedCas(opts.caFile, this.env) : undefined;
+    const tls = { rejectUnauthorized: this.rejectUnauthorized, ...(this.ca ? { ca: this.ca } : {}) };
+    this.direct = { http: new HttpAgent(KEEP_ALIVE), https: new HttpsAgent({ ...KEEP_ALIVE, ...tls }) };
+    this.got = got.extend({
+      retry: { limit: 0 },
+      throwHttpErrors: false,
+      followRedirect: false,
+      https: { rejectUnauthorized: this.rejectUnauthorized, ...(this.ca ? { certificateAuthority: this.ca } : {}) },
     });
   }
 
   /** The agents for a request to `url`: through the forward proxy unless NO_PROXY says direct. */
   agentsFor(url: string): AgentPair {
-    const proxy = this.routeFor(url);
+    const proxy = proxyFor(url, this.env);
     if (!proxy) return this.direct;
     let pair = this.viaProxy.get(proxy);
     if (!pair) {
       registerProxyPassword(proxy);
+      const tls = { rejectUnauthorized: this.rejectUnauthorized, ...(this.ca ? { ca: this.ca } : {}) };
       pair = {
         http: new HttpProxyAgent({ ...KEEP_ALIVE, proxy }),
-        https: new HttpsProxyAgent({ ...KEEP_ALIVE, ...this.tls, proxy }),
+        https: new HttpsProxyAgent({ ...KEEP_ALIVE, ...tls, proxy }),
       };
       this.viaProxy.set(proxy, pair);
     }
     return pair;
   }
 
-  private routeFor(url: string): string {
-    // The origin is everything before the path: the API's URLs all start with "scheme://host[:port]/".
-    const slash = url.indexOf('/', url.indexOf('//') + 2);
-    const origin = slash < 0 ? url : url.slice(0, slash);
-    let proxy = this.routes.get(origin);
-    if (proxy === undefined) {
-      proxy = proxyFor(url, this.env);
-      this.routes.set(origin, proxy);
-    }
-    return proxy;
-  }
-
   /** ` via forward proxy host:port` when `url` goes through one (no credentials), else ''. For error messages. */
   routeLabel(url: string): string {
-    const proxy = this.routeFor(url);
+    const proxy = proxyFor(url, this.env);
     if (!proxy) return '';
     try {
       return ` via forward proxy ${new URL(proxy).host}`;
@@ -156,7 +91,6 @@ export class HttpTransport {
       p.https.destroy();
     }
     this.viaProxy.clear();
-    this.routes.clear();
   }
 }
 

@@ -2,6 +2,8 @@ import type { Logger } from '../log/index.js';
 import type { HeartbeatResponse, LeasedJob, LeaseRef } from '../protocol/schemas.js';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { OutpostError } from '../util/errors.js';
+import { Deadlines, type DeadlineId } from './deadlines.js';
+import { LazyAbortController } from './lazy-abort.js';
 import type { AgentMetrics } from './metrics.js';
 
 /** The part of the protocol client the keeper uses. */
@@ -26,13 +28,14 @@ export type LeaseEnd = 'lost' | 'cancelled' | 'fenced';
 /** A lease this agent holds: while its job runs, and after, until its result is accepted. */
 export interface HeldLease {
   readonly job: LeasedJob;
-  /** Aborted on lost, cancelled, self-fencing, job timeout or shutdown. */
-  readonly controller: AbortController;
+  /** Aborted on lost, cancelled, self-fencing, job timeout or shutdown (its signal is made on first use). */
+  readonly controller: LazyAbortController;
   ttlMs: number;
   /** Self-fencing deadline: the last renewal (or receipt) + TTL − margin. */
   fenceAtMs: number;
   phase: 'running' | 'reporting';
-  fenceTimer: TimerHandle | undefined;
+  /** The self-fencing deadline in the keeper's Deadlines. */
+  fence: DeadlineId | undefined;
 }
 
 /**
@@ -62,10 +65,21 @@ export class LeaseKeeper {
   /** Heartbeat calls sent (for tests and the benchmark). */
   heartbeats = 0;
 
+  private readonly deadlines: Deadlines;
+
   constructor(
-    private readonly deps: { api: HeartbeatApi; clock: Clock; log: Logger; metrics?: AgentMetrics },
+    private readonly deps: {
+      api: HeartbeatApi;
+      clock: Clock;
+      log: Logger;
+      metrics?: AgentMetrics;
+      /** Where self-fencing deadlines wait (shared with job timeouts). Default: its own, on `clock`. */
+      deadlines?: Deadlines;
+    },
     private readonly opts: LeaseKeeperOptions,
-  ) {}
+  ) {
+    this.deadlines = deps.deadlines ?? new Deadlines(deps.clock);
+  }
 
   get size(): number {
     return this.held.size;
@@ -79,11 +93,11 @@ export class LeaseKeeper {
   add(job: LeasedJob, receivedAtMs: number): HeldLease {
     const lease: HeldLease = {
       job,
-      controller: new AbortController(),
+      controller: new LazyAbortController(),
       ttlMs: job.leaseTtlMs,
       fenceAtMs: receivedAtMs + job.leaseTtlMs - fenceMarginMs(job.leaseTtlMs),
       phase: 'running',
-      fenceTimer: undefined,
+      fence: undefined,
     };
     this.held.set(job.id, lease);
     this.armFence(lease);
@@ -95,7 +109,8 @@ export class LeaseKeeper {
   remove(jobId: string): void {
     const lease = this.held.get(jobId);
     if (!lease) return;
-    if (lease.fenceTimer) this.deps.clock.clearTimeout(lease.fenceTimer);
+    this.deadlines.cancel(lease.fence);
+    lease.fence = undefined;
     this.held.delete(jobId);
   }
 
@@ -110,7 +125,10 @@ export class LeaseKeeper {
     this.stopController.abort(new OutpostError('aborted', 'lease keeper stopped'));
     if (this.timer) this.deps.clock.clearTimeout(this.timer);
     this.timer = undefined;
-    for (const l of this.held.values()) if (l.fenceTimer) this.deps.clock.clearTimeout(l.fenceTimer);
+    for (const l of this.held.values()) {
+      this.deadlines.cancel(l.fence);
+      l.fence = undefined;
+    }
   }
 
   /** Sends one heartbeat now (the timer calls this; tests may too). */
@@ -165,20 +183,20 @@ export class LeaseKeeper {
   private end(lease: HeldLease, why: LeaseEnd, reason: OutpostError): void {
     this.remove(lease.job.id);
     this.deps.metrics?.leaseLosses.inc({ reason: why });
-    if (!lease.controller.signal.aborted) lease.controller.abort(reason);
+    if (!lease.controller.aborted) lease.controller.abort(reason);
     this.deps.log.warn(`lease ended: ${why}`, { jobId: lease.job.id, type: lease.job.type, phase: lease.phase });
     this.onEnd(lease.job.id, why);
   }
 
   private armFence(lease: HeldLease): void {
-    if (lease.fenceTimer) this.deps.clock.clearTimeout(lease.fenceTimer);
+    this.deadlines.cancel(lease.fence);
+    lease.fence = undefined;
     if (this.stopped) return;
-    const inMs = lease.fenceAtMs - this.deps.clock.now();
-    lease.fenceTimer = this.deps.clock.setTimeout(() => {
-      lease.fenceTimer = undefined;
+    lease.fence = this.deadlines.add(lease.fenceAtMs - this.deps.clock.now(), () => {
+      lease.fence = undefined;
       if (this.held.get(lease.job.id) !== lease) return;
       this.end(lease, 'fenced', new OutpostError('lease_lost', 'no lease renewal succeeded in time; the job was stopped (self-fencing)', { retryable: true }));
-    }, inMs);
+    });
   }
 
   private schedule(): void {

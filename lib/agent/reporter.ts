@@ -14,7 +14,10 @@ export interface ResultsApi {
 /** Options of the result reporter. */
 export interface ResultReporterOptions {
   agentId: string;
-  /** How long a first result waits for others to join its call. Default 5 ms. */
+  /**
+   * How long a result waits for others to join its call (counted from when it
+   * was queued; a call already in flight may make it wait longer). Default 5 ms.
+   */
   coalesceMs?: number;
   /** Results per call (the protocol allows 1 000). Default 1 000. */
   maxBatch?: number;
@@ -36,6 +39,8 @@ export class ResultReporter {
   private readonly backoff: Backoff;
   private readonly stopController = new AbortController();
   private singles = false;
+  /** When the oldest result not yet taken into a call was queued. */
+  private waitingSinceMs: number | undefined;
   private idleWaiters: Array<() => void> = [];
   /** `results` calls sent (for tests and the benchmark). */
   calls = 0;
@@ -58,11 +63,8 @@ export class ResultReporter {
     if (!lease || lease.job.leaseToken !== item.leaseToken) return;
     lease.phase = 'reporting';
     this.queue.push(item);
-    if (this.loop || this.timer) return;
-    this.timer = this.deps.clock.setTimeout(() => {
-      this.timer = undefined;
-      this.kick();
-    }, this.opts.coalesceMs ?? 5);
+    this.waitingSinceMs ??= this.deps.clock.now();
+    this.schedule();
   }
 
   /** Resolves when every queued result has been answered or dropped (the drain's flush). */
@@ -85,11 +87,31 @@ export class ResultReporter {
     this.wakeIdle();
   }
 
+  /**
+   * Sends once the oldest waiting result has waited `coalesceMs` (at once when
+   * a full batch waits). Results that queued during a call get the same window
+   * rather than a call of their own straight after: under load that makes a
+   * call per window instead of a call per round trip.
+   */
+  private schedule(): void {
+    if (this.loop || this.timer || this.stopController.signal.aborted) return;
+    const maxBatch = this.opts.maxBatch ?? 1000;
+    const waitedMs = this.deps.clock.now() - (this.waitingSinceMs ?? this.deps.clock.now());
+    // A flush (the drain) is waiting: nothing waits for company any more.
+    const now = this.queue.length >= maxBatch || this.idleWaiters.length > 0;
+    const delayMs = now ? 0 : Math.max(0, (this.opts.coalesceMs ?? 5) - waitedMs);
+    if (delayMs === 0) return this.kick();
+    this.timer = this.deps.clock.setTimeout(() => {
+      this.timer = undefined;
+      this.kick();
+    }, delayMs);
+  }
+
   private kick(): void {
     if (this.loop || this.stopController.signal.aborted) return;
     this.loop = this.run().finally(() => {
       this.loop = undefined;
-      if (this.queue.length > 0 && !this.stopController.signal.aborted) this.kick();
+      if (this.queue.length > 0 && !this.stopController.signal.aborted) this.schedule();
       else this.wakeIdle();
     });
   }
@@ -107,12 +129,17 @@ export class ResultReporter {
       this.queue = this.queue.filter((r) => this.deps.keeper.get(r.jobId)?.job.leaseToken === r.leaseToken);
       if (this.queue.length === 0) break;
       const batch = this.queue.slice(0, this.singles ? 1 : (this.opts.maxBatch ?? 1000));
+      // Everything waiting is in this call: the next result to queue starts a new window.
+      if (batch.length === this.queue.length) this.waitingSinceMs = undefined;
       try {
         this.calls++;
         const res = await this.deps.api.results({ agentId: this.opts.agentId, results: batch }, signal);
         this.backoff.reset();
+        const wasSingles = this.singles;
         this.singles = false;
         this.settle(batch, res);
+        // What queued meanwhile waits for its window (schedule); a batch being searched one by one goes on.
+        if (!wasSingles) return;
       } catch (err) {
         if (signal.aborted) return;
         const e = err instanceof OutpostError ? err : new OutpostError('internal', String(err));

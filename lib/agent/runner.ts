@@ -4,8 +4,10 @@ import type { LeasedJob, OutputRequest, OutputResponse, ResultItem } from '../pr
 import { Backoff } from '../util/backoff.js';
 import { sleep, type Clock } from '../util/clock.js';
 import { OutpostError, toWireError } from '../util/errors.js';
-import { redact } from '../util/redact.js';
+import { Deadlines } from './deadlines.js';
 import type { Dispatch } from './dispatch.js';
+import type { LazyAbortController } from './lazy-abort.js';
+import { scrub } from './scrub.js';
 import type { LeaseKeeper } from './leases.js';
 import type { ResultReporter } from './reporter.js';
 import type { AgentMetrics } from './metrics.js';
@@ -28,6 +30,10 @@ export const SHUTDOWN_CODE = 'aborted';
  * nothing when the lease is gone or the drain will release the job.
  */
 export class JobRunner {
+  private readonly deadlines: Deadlines;
+  /** Histogram children by type and outcome: prom-client hashes a label object on every observe. */
+  private readonly durations = new Map<string, { observe(seconds: number): void }>();
+
   constructor(
     private readonly deps: {
       api: OutputApi;
@@ -37,51 +43,78 @@ export class JobRunner {
       reporter: ResultReporter;
       dispatch: Dispatch;
       metrics?: AgentMetrics;
+      /** Where job timeouts wait (shared with the keeper's fences). Default: its own, on `clock`. */
+      deadlines?: Deadlines;
     },
-  ) {}
+  ) {
+    this.deadlines = deps.deadlines ?? new Deadlines(deps.clock);
+  }
 
   async run(job: LeasedJob, receivedAtMs: number): Promise<void> {
+    const { clock, metrics } = this.deps;
     const lease = this.deps.keeper.add(job, receivedAtMs);
     const { controller } = lease;
-    const signal = controller.signal;
-    const log = this.deps.log.child({ jobId: job.id, type: job.type, resource: job.resource, attempt: job.attempt });
-    const timeout = this.deps.clock.setTimeout(() => {
-      if (!signal.aborted) controller.abort(new OutpostError('timeout', `the job ran longer than its timeoutMs (${job.timeoutMs} ms)`, { retryable: true }));
-    }, job.timeoutMs);
-    const ctx: OperationContext = { signal, log, writePage: this.pageWriter(job, controller, log) };
+    // The child logger, the signal and the page writer are made on first use: a job that
+    // neither logs, listens nor lists (most of them at high rates) pays for none of them.
+    let log: Logger | undefined;
+    const jobLog = () => (log ??= this.deps.log.child({ jobId: job.id, type: job.type, resource: job.resource, attempt: job.attempt }));
+    let writer: OperationContext['writePage'] | undefined;
+    const ctx: OperationContext = {
+      get signal() {
+        return controller.signal;
+      },
+      get log() {
+        return jobLog();
+      },
+      writePage: (records) => (writer ??= this.pageWriter(job, controller, jobLog))(records),
+    };
+    const startedAtMs = clock.now();
+    const timeout = this.deadlines.add(job.timeoutMs, () => {
+      if (!controller.aborted) controller.abort(new OutpostError('timeout', `the job ran longer than its timeoutMs (${job.timeoutMs} ms)`, { retryable: true }));
+    });
     // winston formats (and redacts) a line before its level is checked: skip the work when debug is off.
-    const debug = log.isDebugEnabled();
-    const metrics = this.deps.metrics;
-    const startedAtMs = this.deps.clock.now();
+    const debug = this.deps.log.isDebugEnabled();
     metrics?.inFlight.inc();
     let outcome = 'stopped';
-    if (debug) log.debug('job started');
+    if (debug) jobLog().debug('job started');
     let item: ResultItem | undefined;
     try {
       const result = await this.deps.dispatch(job, ctx);
       // A result that arrives after the lease ended is worthless: another agent may run the job.
-      if (signal.aborted) throw signal.reason;
+      if (controller.aborted) throw controller.reason;
       item = { jobId: job.id, leaseToken: job.leaseToken, outcome: 'succeeded', result: scrub(result) };
       outcome = 'succeeded';
-      if (debug) log.debug('job succeeded');
+      if (debug) jobLog().debug('job succeeded');
     } catch (err) {
-      const reason = signal.aborted ? (signal.reason as unknown) : err;
+      const reason = controller.aborted ? controller.reason : err;
       const code = reason instanceof OutpostError ? reason.code : undefined;
-      if (signal.aborted && code !== 'timeout') {
+      if (controller.aborted && code !== 'timeout') {
         // lost/cancelled/fenced: the keeper already let the lease go; shutdown: the drain releases it.
-        log.info('job stopped', { code });
+        jobLog().info('job stopped', { code });
         return;
       }
       const error = toWireError(reason);
       outcome = 'failed';
       item = { jobId: job.id, leaseToken: job.leaseToken, outcome: 'failed', error: { ...error, message: error.message.slice(0, 4000) } };
-      log.warn('job failed', { code: error.code, error: error.message, retryable: error.retryable });
+      jobLog().warn('job failed', { code: error.code, error: error.message, retryable: error.retryable });
     } finally {
-      this.deps.clock.clearTimeout(timeout);
-      metrics?.inFlight.dec();
-      metrics?.jobDuration.observe({ type: job.type, outcome }, (this.deps.clock.now() - startedAtMs) / 1000);
+      this.deadlines.cancel(timeout);
+      if (metrics) {
+        metrics.inFlight.dec();
+        this.duration(job.type, outcome).observe((clock.now() - startedAtMs) / 1000);
+      }
     }
     if (item) this.deps.reporter.submit(item);
+  }
+
+  private duration(type: string, outcome: string): { observe(seconds: number): void } {
+    const key = `${type}\u0000${outcome}`;
+    let child = this.durations.get(key);
+    if (!child) {
+      child = this.deps.metrics!.jobDuration.labels({ type, outcome });
+      this.durations.set(key, child);
+    }
+    return child;
   }
 
   /**
@@ -89,7 +122,7 @@ export class JobRunner {
    * (backpressure); retries transient failures with backoff; a page the proxy
    * finds too large (413) is split in two, each half with its own seq.
    */
-  private pageWriter(job: LeasedJob, controller: AbortController, log: Logger): OperationContext['writePage'] {
+  private pageWriter(job: LeasedJob, controller: LazyAbortController, log: () => Logger): OperationContext['writePage'] {
     let seq = 0;
     const backoff = new Backoff();
     const send = async (page: unknown[]): Promise<void> => {
@@ -117,7 +150,7 @@ export class JobRunner {
           if (!e.retryable && e.code !== 'unauthorized') throw e;
           const delayMs = backoff.next(e.retryAfterMs);
           this.deps.metrics?.backoffs.inc({ call: 'output' });
-          log.warn('writing an output page failed; retrying', { seq, code: e.code, error: e.message, retryInMs: delayMs });
+          log().warn('writing an output page failed; retrying', { seq, code: e.code, error: e.message, retryInMs: delayMs });
           await sleep(this.deps.clock, delayMs, controller.signal);
         }
       }
@@ -130,19 +163,4 @@ export class JobRunner {
   }
 }
 
-/**
- * Keeps registered secrets and credential-looking pairs out of results and
- * output (a driver may echo a connection string). Cheap when nothing matches.
- */
-export function scrub(value: unknown): unknown {
-  if (value === undefined) return null;
-  const text = JSON.stringify(value);
-  if (text === undefined) return null;
-  const clean = redact(text);
-  if (clean === text) return value;
-  try {
-    return JSON.parse(clean);
-  } catch {
-    return '[REDACTED]';
-  }
-}
+export { scrub } from './scrub.js';

@@ -39,6 +39,17 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
         return send(400, '{"error":{"code":"invalid_request","message":"max: too big"}}');
       case 'hang':
         return; // never answers
+      case 'cut':
+        // Headers and half a body, then the connection drops.
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+        res.write('{"jobs":');
+        setTimeout(() => res.socket?.destroy(), 20);
+        return;
+      case 'big': {
+        // A large answer in many chunks, with multi-byte characters that fall across chunk edges.
+        const jobs = Array.from({ length: 2000 }, (_, i) => ({ id: `j${i}`, type: 'ping', resource: null, payload: { note: 'é€😀'.repeat(i % 7) }, attempt: 1, leaseToken: `token-${i}-0123456789abcdef`, leaseTtlMs: 30_000, timeoutMs: 60_000 }));
+        return send(200, JSON.stringify({ jobs }));
+      }
       default:
         return send(404, '{}');
     }
@@ -110,6 +121,14 @@ describe('ProxyApi over real HTTP', () => {
     const hang = await failure(api(url(http, 'http')).heartbeat({ agentId: 'hang', leases: [] }));
     expect(hang).toMatchObject({ code: 'unavailable', retryable: true });
     expect(hang.message).toContain('in time');
+  });
+
+  it('reads a large answer whole, and maps a connection cut mid-answer to retryable unavailable', async () => {
+    const big = await api(url(http, 'http')).lease({ ...lease, agentId: 'big', max: 1000 });
+    expect(big.jobs).toHaveLength(2000);
+    expect(big.jobs[6]!.payload).toEqual({ note: 'é€😀'.repeat(6) });
+    const cut = await failure(api(url(http, 'http')).lease({ ...lease, agentId: 'cut' }));
+    expect(cut).toMatchObject({ code: 'unavailable', retryable: true });
   });
 
   it('rejects with the abort reason when the signal aborts', async () => {

@@ -108,4 +108,48 @@ describe('LeaseLoop', () => {
     await loop.stop();
     expect(loop.state).toBe('stopped');
   });
+
+  it('never runs more than `concurrency` jobs, even when a proxy sends more than asked', async () => {
+    const { api, loop, finish } = setup(2);
+    loop.start();
+    await flushMicrotasks();
+    api.answer([job('a'), job('b'), job('c'), job('d')]);
+    await flushMicrotasks();
+    expect([...finish.keys()]).toEqual(['a', 'b']);
+    expect(loop.running).toBe(4);
+    // No slot is free while the surplus waits: no new poll.
+    expect(api.requests).toHaveLength(1);
+    finish.get('a')!();
+    await flushMicrotasks();
+    expect([...finish.keys()]).toEqual(['a', 'b', 'c']);
+    expect(api.requests).toHaveLength(1);
+    finish.get('b')!();
+    finish.get('c')!();
+    await flushMicrotasks();
+    expect([...finish.keys()]).toEqual(['a', 'b', 'c', 'd']);
+    expect(loop.running).toBe(1);
+    expect(api.requests).toHaveLength(2);
+    expect(api.requests[1]!.max).toBe(1);
+    const stopped = loop.stop();
+    finish.get('d')!();
+    await stopped;
+    await loop.idle();
+    expect(loop.running).toBe(0);
+  });
+
+  it('logs a crashing runner and frees its slot', async () => {
+    const clock = new FakeClock();
+    const api = new FakeLease();
+    const loop = new LeaseLoop(
+      { api, clock, log: silentLogger(), run: async () => Promise.reject(new Error('boom')) },
+      { agentId: 'a1', hostname: 'h', version: '0', resources: [], concurrency: 1, waitMs: 25_000 },
+    );
+    loop.start();
+    await flushMicrotasks();
+    api.answer([job('a')]);
+    await flushMicrotasks();
+    expect(loop.running).toBe(0);
+    expect(api.requests).toHaveLength(2);
+    await loop.stop();
+  });
 });

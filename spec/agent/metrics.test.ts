@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import got from 'got';
 import { startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';
+import { sample } from '../fixtures/metrics.js';
 
 let proxy: TestProxy;
 beforeAll(async () => {
@@ -11,15 +12,6 @@ afterAll(async () => {
   await proxy.stop();
 });
 
-/** Reads one sample (sum over label sets that match `labels`) from Prometheus text. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.split(' ').pop());
-  }
-  return sum;
-}
 
 describe('agent /metrics', () => {
   it('serves Prometheus text whose counters move as jobs complete', async () => {

@@ -116,4 +116,50 @@ describe('ResultReporter', () => {
     expect(api.calls).toHaveLength(1);
     expect(reporter.pending).toBe(0);
   });
+
+  it('results that queue during a call wait for their own window, not a call straight after', async () => {
+    const clock = new FakeClock();
+    const log = silentLogger();
+    const keeper = new LeaseKeeper({ api: { heartbeat: async () => ({ leases: [] }) }, clock, log }, { agentId: 'a1' });
+    const calls: string[][] = [];
+    const answers: Array<() => void> = [];
+    const api: ResultsApi = {
+      results: (body) =>
+        new Promise((resolve) => {
+          calls.push(body.results.map((r) => r.jobId));
+          answers.push(() => resolve({ results: body.results.map((r) => ({ jobId: r.jobId, status: 'accepted' as const })) }));
+        }),
+    };
+    const reporter = new ResultReporter({ api, clock, log, keeper }, { agentId: 'a1', coalesceMs: 5, maxBatch: 3 });
+    const [a, b, c, d, e, f] = ['a', 'b', 'c', 'd', 'e', 'f'].map(job);
+    for (const j of [a, b, c, d, e, f]) keeper.add(j!, clock.now());
+    reporter.submit(ok(a!));
+    await clock.advance(5);
+    expect(calls).toEqual([['a']]);
+    await clock.advance(1);
+    reporter.submit(ok(b!)); // queued at +6 while the first call is in flight
+    await clock.advance(1);
+    answers.shift()!();
+    await clock.advance(0);
+    expect(calls).toHaveLength(1);
+    await clock.advance(3); // +10: b has waited 4 ms
+    expect(calls).toHaveLength(1);
+    await clock.advance(1); // +11: its 5 ms are up
+    expect(calls).toEqual([['a'], ['b']]);
+    answers.shift()!();
+    // A full batch does not wait.
+    for (const j of [c, d, e]) reporter.submit(ok(j!));
+    await clock.advance(0);
+    expect(calls).toEqual([['a'], ['b'], ['c', 'd', 'e']]);
+    // flush sends what waits at once.
+    reporter.submit(ok(f!));
+    answers.shift()!();
+    const flushed = reporter.flush();
+    await clock.advance(0);
+    expect(calls[3]).toEqual(['f']);
+    answers.shift()!();
+    await flushed;
+    expect(keeper.size).toBe(0);
+    keeper.stop();
+  });
 });

@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { JobView } from '../../lib/protocol/schemas.js';
 import { waitFor } from '../fixtures/net.js';
-import { buildDist, startAgentProcess, startProxyProcess, stopAll, type Proc, type ProxyProc } from '../fixtures/processes.js';
+import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { buildDist, ROOT, startAgentProcess, startProxyProcess, stopAll, type Proc, type ProxyProc } from '../fixtures/processes.js';
 
 /**
  * The Agents dashboard end to end, as a person sees it: a real proxy and two
@@ -72,7 +74,9 @@ describe('Agents dashboard in a browser', () => {
     await page.waitForSelector(`tr.agent[data-agent="${victim}"][data-status="offline"]`, { timeout: 15_000 });
     expect(await statusOf(survivor)).toBe('online');
     await expect(page.locator(`tr.job[data-job="${id}"] td:nth-child(6)`).innerText()).resolves.toBe('2/3');
-    const shot = await page.screenshot({ fullPage: true });
+    // Kept for a person to look at: .test-results/dashboard.png
+    mkdirSync(join(ROOT, '.test-results'), { recursive: true });
+    const shot = await page.screenshot({ fullPage: true, path: join(ROOT, '.test-results/dashboard.png') });
     expect(shot.length).toBeGreaterThan(1000);
     // The token is never put in the page's URL.
     expect(page.url()).not.toContain(proxy.adminToken);

@@ -1,16 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import got from 'got';
 import { startTestProxy, stopAgents, startAgent, testAgentConfig, type TestProxy } from '../agent/harness.js';
+import { sample } from '../fixtures/metrics.js';
 
-/** Sums the samples of `name` whose labels include `labels`. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
-    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) sum += Number(line.split(' ').pop());
-  }
-  return sum;
-}
 
 let proxy: TestProxy;
 beforeAll(async () => {

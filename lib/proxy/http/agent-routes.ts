@@ -8,12 +8,22 @@ import {
   OutputRequest,
   ReleaseRequest,
   ResultsRequest,
-  type LeasedJob,
-  type LeaseResponse,
+  type LeaseRef,
 } from '../../protocol/schemas.js';
 import type { RouteDeps, RouteOptions } from './context.js';
 
 const JobParams = Type.Object({ id: Id });
+/** The empty lease answer, serialised once. */
+const NO_JOBS = '{"jobs":[]}';
+
+/**
+ * Sends an answer already serialised: the lease answer is built from the
+ * stored payload text (see LeaseStore.claimJson), so it skips fastify's
+ * JSON.stringify of every job.
+ */
+function sendJson(reply: FastifyReply, json: string): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(json);
+}
 
 /**
  * Aborts when the client's connection closes before the answer was handed to
@@ -37,7 +47,7 @@ function closeSignal(reply: FastifyReply): AbortSignal {
 export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, deps: RouteDeps): void {
   const { auth, leases, agents, waiters, clock, log } = deps;
 
-  app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest } }, async (req, reply): Promise<LeaseResponse> => {
+  app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest } }, async (req, reply) => {
     const closed = closeSignal(reply);
     const socket = req.raw.socket;
     const pool = await auth.agent(req);
@@ -50,20 +60,20 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
       if (closed.aborted || socket.destroyed || deps.state() !== 'running') {
         // A wake-up this poll can no longer use goes to another poll.
         if (woken) void waiters.recheckPool(pool);
-        return { jobs: [] };
+        return sendJson(reply, NO_JOBS);
       }
       const generation = waiters.generation(pool);
-      const jobs = await leases.claim(pool, body.agentId, body.resources, body.max);
-      if (jobs.length) {
-        deliver(reply, closed, pool, jobs);
-        return { jobs };
+      const claimed = await leases.claimJson(pool, body.agentId, body.resources, body.max);
+      if (claimed.refs.length) {
+        deliver(closed, pool, claimed.refs);
+        return sendJson(reply, `{"jobs":${claimed.json}}`);
       }
       if (woken) void waiters.recheckPool(pool);
       if (waiters.generation(pool) !== generation) continue;
       const remainingMs = deadline - clock.now();
-      if (remainingMs <= 0) return { jobs: [] };
+      if (remainingMs <= 0) return sendJson(reply, NO_JOBS);
       const outcome = await waiters.wait(pool, resources, remainingMs, closed);
-      if (outcome !== 'woken' && outcome !== 'closed') return { jobs: [] };
+      if (outcome !== 'woken' && outcome !== 'closed') return sendJson(reply, NO_JOBS);
       woken = outcome === 'woken';
     }
   });
@@ -72,9 +82,8 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
    * A lease answer that cannot be delivered (the agent left during the poll,
    * or the write failed) gives its jobs back at once, spending no attempt.
    */
-  function deliver(reply: FastifyReply, closed: AbortSignal, pool: string, jobs: LeasedJob[]): void {
+  function deliver(closed: AbortSignal, pool: string, refs: LeaseRef[]): void {
     const giveBack = () => {
-      const refs = jobs.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken }));
       leases.release(pool, refs).then(
         (r) => log.info('lease answer not delivered; jobs given back', { pool, released: r.filter((x) => x.status === 'released').length }),
         (err: unknown) => log.error('could not give back undelivered jobs', { pool, err }),

@@ -4,10 +4,20 @@ import { OutpostError } from '../../util/errors.js';
 import type { Principal, TokenStore } from '../store/tokens.js';
 
 const principals = new WeakMap<FastifyRequest, Principal>();
+/** Authorization header values remembered; beyond this the memo is emptied (agents reuse a few tokens). */
+const MAX_REMEMBERED_HEADERS = 1024;
 
 /** Resolves bearer tokens to principals: the configured admin token, else a stored pool token. */
 export class Authenticator {
   private readonly adminDigest: Buffer | null;
+  /**
+   * Principals of Authorization headers already accepted: a request with a
+   * known header costs one Map lookup instead of a regex and two sha256. Only
+   * accepted tokens are kept, and tokens are never revoked in this version
+   * (see TokenStore), so the memo cannot go stale. It lives in memory only,
+   * as the header itself does while a request is served.
+   */
+  private readonly accepted = new Map<string, Principal>();
 
   constructor(
     adminToken: string | null,
@@ -31,6 +41,15 @@ export class Authenticator {
 
   private async resolve(req: FastifyRequest): Promise<Principal> {
     const header = req.headers.authorization;
+    const known = typeof header === 'string' ? this.accepted.get(header) : undefined;
+    if (known) return known;
+    const p = await this.verify(header);
+    if (this.accepted.size >= MAX_REMEMBERED_HEADERS) this.accepted.clear();
+    this.accepted.set(header as string, p);
+    return p;
+  }
+
+  private async verify(header: string | undefined): Promise<Principal> {
     const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!m) throw new OutpostError('unauthorized', 'a bearer token is required');
     const token = m[1]!;

@@ -1,5 +1,5 @@
-import type { Db } from './db.js';
-import { query, run } from './db.js';
+import type { Db, Stmt } from './db.js';
+import { atomic, run, stmt } from './db.js';
 
 /** What became of an output page. */
 export type PageStatus = 'accepted' | 'duplicate' | 'lost' | 'not_found';
@@ -19,12 +19,10 @@ const PAGES_PER_READ = 16;
 export class OutputStore {
   constructor(private readonly deps: OutputStoreDeps) {}
 
-  /** Appends one page if `leaseToken` holds the job of `pool`; counts its records. */
+  /** Appends one page if `leaseToken` holds the job of `pool`; counts its records. One transaction. */
   async append(pool: string, jobId: string, leaseToken: string, seq: number, records: readonly unknown[]): Promise<PageStatus> {
-    const { db } = this.deps;
-    return db.knex.transaction(async (trx) => {
-      const inserted = await query<{ seq: number }>(
-        trx,
+    return atomic(this.deps.db, function* (): Generator<Stmt, PageStatus, unknown[]> {
+      const inserted = yield stmt(
         `INSERT INTO outpost_output (job_id, lease_token, seq, records, count)
          SELECT ?, ?, ?, ?, ? WHERE EXISTS
            (SELECT 1 FROM outpost_jobs WHERE id = ? AND pool = ? AND lease_token = ? AND status = 'leased')
@@ -32,13 +30,13 @@ export class OutputStore {
         [jobId, leaseToken, seq, JSON.stringify(records), records.length, jobId, pool, leaseToken],
       );
       if (inserted.length) {
-        await trx.raw('UPDATE outpost_jobs SET output_records = output_records + ? WHERE id = ?', [records.length, jobId]);
+        yield stmt('UPDATE outpost_jobs SET output_records = output_records + ? WHERE id = ?', [records.length, jobId]);
         return 'accepted';
       }
-      const [job] = await query<{ id: string }>(trx, 'SELECT id FROM outpost_jobs WHERE id = ? AND pool = ?', [jobId, pool]);
-      if (!job) return 'not_found';
-      const [page] = await query(trx, 'SELECT seq FROM outpost_output WHERE job_id = ? AND lease_token = ? AND seq = ?', [jobId, leaseToken, seq]);
-      return page ? 'duplicate' : 'lost';
+      const job = yield stmt('SELECT id FROM outpost_jobs WHERE id = ? AND pool = ?', [jobId, pool]);
+      if (!job.length) return 'not_found';
+      const page = yield stmt('SELECT seq FROM outpost_output WHERE job_id = ? AND lease_token = ? AND seq = ?', [jobId, leaseToken, seq]);
+      return page.length ? 'duplicate' : 'lost';
     });
   }
 
@@ -51,8 +49,9 @@ export class OutputStore {
     for (;;) {
       const rows = await run<{ seq: number | string; records: string }>(
         this.deps.db,
-        'SELECT seq, records FROM outpost_output WHERE job_id = ? AND lease_token = ? AND seq > ? ORDER BY seq LIMIT ?',
-        [jobId, leaseToken, after, PAGES_PER_READ],
+        // A literal LIMIT: SQLite re-prepares a statement whose LIMIT is bound at every execution.
+        `SELECT seq, records FROM outpost_output WHERE job_id = ? AND lease_token = ? AND seq > ? ORDER BY seq LIMIT ${PAGES_PER_READ}`,
+        [jobId, leaseToken, after],
       );
       for (const r of rows) yield JSON.parse(r.records) as unknown[];
       if (rows.length < PAGES_PER_READ) return;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { JobError, JobStatus, JobView } from '../../protocol/schemas.js';
+import type { JobError, JobStatus, JobView, LeaseRef } from '../../protocol/schemas.js';
+import { marks } from './db.js';
 
 /** A row of `outpost_jobs` as the drivers return it (PostgreSQL BIGINTs arrive as strings). */
 export interface JobRow {
@@ -65,13 +66,16 @@ let counter = 0;
 let pool = Buffer.alloc(0);
 let poolOffset = 0;
 
-function random8Hex(): string {
-  if (poolOffset + 8 > pool.length) {
+/** `bytes` random bytes as hex, from the pool; each byte is handed out once. */
+function randomHex(bytes: number): string {
+  if (poolOffset + bytes > pool.length) {
     pool = randomBytes(4096);
     poolOffset = 0;
   }
-  const hex = pool.toString('hex', poolOffset, poolOffset + 8);
-  poolOffset += 8;
+  const hex = pool.toString('hex', poolOffset, poolOffset + bytes);
+  // Spent bytes are zeroed so that no later reader of the buffer sees a lease secret.
+  pool.fill(0, poolOffset, poolOffset + bytes);
+  poolOffset += bytes;
   return hex;
 }
 
@@ -81,10 +85,34 @@ function random8Hex(): string {
  */
 export function newJobId(nowMs: number): string {
   counter = (counter + 1) % 1_679_616;
-  return `${nowMs.toString(36).padStart(9, '0')}${counter.toString(36).padStart(4, '0')}${random8Hex()}`;
+  return `${nowMs.toString(36).padStart(9, '0')}${counter.toString(36).padStart(4, '0')}${randomHex(8)}`;
 }
 
-/** 128 random bits, hex: the per-lease part of a lease token. */
+/** 128 random bits, hex: the per-lease part of a lease token (drawn from the pool: no syscall per claim). */
 export function newLeaseSecret(): string {
-  return randomBytes(16).toString('hex');
+  return randomHex(16);
 }
+
+/** A row as the claim's RETURNING gives it. */
+export interface ClaimedRow {
+  id: string;
+  type: string;
+  resource: string | null;
+  payload: string;
+  attempt: number | string;
+  timeout_ms: number | string;
+  leases: number | string;
+  lease_token: string;
+}
+
+/** `AND lease_token = CASE id WHEN ? THEN ? … END`: one statement fences many leases. */
+export function fence(refs: readonly LeaseRef[]): { sql: string; bindings: string[] } {
+  const bindings: string[] = refs.map((r) => r.jobId);
+  const cases: string[] = [];
+  for (const r of refs) {
+    cases.push('WHEN ? THEN ?');
+    bindings.push(r.jobId, r.leaseToken);
+  }
+  return { sql: `id IN (${marks(refs.length)}) AND lease_token = CASE id ${cases.join(' ')} END`, bindings };
+}
+

@@ -1,0 +1,67 @@
+import { describe, expect, it } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { CONNECTOR_LOADERS, loadConnectorKinds } from '../../lib/agent/connector-kinds.js';
+import { createAgent } from '../../lib/agent/agent.js';
+import { buildConnectors } from '../../lib/agent/connectors.js';
+import type { AgentConfig } from '../../lib/config/agent.js';
+import { silentLogger } from '../../lib/log/index.js';
+import { FakeClock } from '../../lib/util/clock.js';
+import { buildDist } from '../fixtures/processes.js';
+import { fakeConnectorKinds } from './fake-connector.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const deps = { log: silentLogger(), clock: new FakeClock(), readSecret: () => '' };
+
+describe('connector kinds (loaded on demand)', () => {
+  it('loads the configured kinds and still names every known kind for an unknown one', async () => {
+    const kinds = await loadConnectorKinds(['sqlite']);
+    expect(Object.keys(kinds).sort()).toEqual(Object.keys(CONNECTOR_LOADERS).sort());
+    const built = buildConnectors({ db: { kind: 'sqlite', connection: { filename: ':memory:' }, statements: { listAccounts: 'select 1 as id' } } }, kinds, deps);
+    expect(built.get('db')!.kind).toBe('sqlite');
+    await built.get('db')!.close();
+    expect(() => buildConnectors({ dir: { kind: 'ldap' } }, kinds, deps)).toThrow(/ldap connector was not loaded/);
+    expect(() => buildConnectors({ x: { kind: 'nope' } }, kinds, deps)).toThrow('unknown kind "nope" (known: ldap, mssql, mysql, postgres, sqlite)');
+  });
+
+  it('an agent process loads knex only when a SQL resource is configured', () => {
+    buildDist();
+    // The real compiled agent in a fresh Node process: which CommonJS packages did start() load?
+    const script = `
+      const { createAgent } = await import(${JSON.stringify(`${ROOT}dist/lib/agent/agent.js`)});
+      const { silentLogger } = await import(${JSON.stringify(`${ROOT}dist/lib/log/index.js`)});
+      const { createRequire } = await import('node:module');
+      const resources = JSON.parse(process.argv[1]);
+      const agent = createAgent({ proxy: { url: 'http://127.0.0.1:9', token: 'kinds-test-token-0123', tokenFile: null, caFile: null, waitMs: 25000, insecureSkipTlsVerify: false },
+        concurrency: 1, shutdownGraceMs: 0, health: { host: '127.0.0.1', port: 0 }, log: { level: 'error', format: 'json' }, agentId: 'kinds', resources }, { log: silentLogger() });
+      await agent.start();
+      const loaded = Object.keys(createRequire(import.meta.url).cache);
+      await agent.stop({ skipWait: true });
+      console.log(JSON.stringify({ knex: loaded.some((f) => f.includes('/node_modules/knex/')) }));
+      process.exit(0);`;
+    const run = (resources: unknown) => {
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(resources)], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
+      expect(r.stderr).toBe('');
+      return JSON.parse(r.stdout.trim().split('\n').pop()!) as { knex: boolean };
+    };
+    expect(run({})).toEqual({ knex: false });
+    expect(run({ db: { kind: 'sqlite', connection: { filename: ':memory:' }, statements: { listAccounts: 'select 1 as id' } } })).toEqual({ knex: true });
+  }, 60_000);
+
+  it('a bad resource makes start() fail with a config_error naming it, before any lease', async () => {
+    const config = {
+      proxy: { url: 'http://127.0.0.1:9', token: 'kinds-test-token-0123', tokenFile: null, caFile: null, waitMs: 25_000, insecureSkipTlsVerify: false },
+      concurrency: 1,
+      shutdownGraceMs: 0,
+      health: { host: '127.0.0.1', port: 0 },
+      log: { level: 'error', format: 'json' },
+      agentId: 'kinds-bad',
+      resources: { dir: { kind: 'fake', failOn: 'x' } },
+    } as unknown as AgentConfig;
+    const agent = createAgent(config, { log: silentLogger(), connectorKinds: fakeConnectorKinds() });
+    await expect(agent.start()).rejects.toMatchObject({ code: 'config_error', message: expect.stringContaining('resources.dir.failOn') });
+    expect(agent.stats().polls).toBe(0);
+    await agent.stop({ skipWait: true });
+    expect(agent.state).toBe('stopped');
+  });
+});

@@ -1,0 +1,138 @@
+import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
+import { openStoreKit, type StoreKit } from '../fixtures/proxy-store.js';
+import { atomic, query, run, runEach, stmt, transact, type Stmt } from '../../lib/proxy/store/db.js';
+import { newLeaseSecret } from '../../lib/proxy/store/rows.js';
+import { Authenticator } from '../../lib/proxy/http/auth.js';
+import type { Principal, TokenStore } from '../../lib/proxy/store/tokens.js';
+import type { FastifyRequest } from 'fastify';
+
+/** The store's hot-path mechanisms: they must keep the behaviour of the plain knex path. */
+describe.each(['sqlite', 'postgres'] as const)('store fast paths on %s', (kind) => {
+  let k: StoreKit;
+  beforeAll(async () => {
+    k = await openStoreKit(kind);
+    await k.db.knex.raw('CREATE TABLE fastpath_t (v TEXT NOT NULL)');
+  });
+  afterAll(async () => {
+    await k?.close();
+  });
+
+  const values = async () => (await query<{ v: string }>(k.db.knex, 'SELECT v FROM fastpath_t ORDER BY v')).map((r) => r.v);
+
+  it('claimJson gives the bytes JSON.stringify gives, with the stored payload spliced in', async () => {
+    const pool = `json-${kind}`;
+    const payload = { filter: '(&(uid=a*)(cn=é "q" \\ ☃))', nested: { n: [1, 2.5, null, true] } };
+    const made = await k.jobs.enqueue([
+      { pool, type: 'listAccounts', resource: 'ad', payload, timeoutMs: 1234 },
+      { pool, type: 'ping' },
+    ]);
+    const { refs, json } = await k.leases.claimJson(pool, 'a1', ['ad'], 5);
+    const jobs = JSON.parse(json) as Array<Record<string, unknown>>;
+    expect(json).toBe(JSON.stringify(jobs));
+    expect(refs).toEqual(jobs.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken })));
+    expect(jobs).toEqual([
+      { id: made[0]!.id, type: 'listAccounts', resource: 'ad', payload, attempt: 1, leaseToken: refs[0]!.leaseToken, leaseTtlMs: 10_000, timeoutMs: 1234 },
+      { id: made[1]!.id, type: 'ping', resource: null, payload: {}, attempt: 1, leaseToken: refs[1]!.leaseToken, leaseTtlMs: 10_000, timeoutMs: 300_000 },
+    ]);
+    expect((await k.leases.claimJson(pool, 'a1', ['ad'], 5)).json).toBe('[]');
+  });
+
+  it('atomic commits a unit and rolls all of it back when a step throws', async () => {
+    const unit = (fail: boolean) =>
+      function* (): Generator<Stmt, number, unknown[]> {
+        yield stmt('INSERT INTO fastpath_t (v) VALUES (?)', [`atomic-${fail}`]);
+        const rows = yield stmt('SELECT v FROM fastpath_t WHERE v = ?', [`atomic-${fail}`]);
+        if (fail) throw new Error('step failed');
+        return rows.length;
+      };
+    expect(await atomic(k.db, unit(false))).toBe(1);
+    await expect(atomic(k.db, unit(true))).rejects.toThrow('step failed');
+    expect(await values()).toContain('atomic-false');
+    expect(await values()).not.toContain('atomic-true');
+  });
+});
+
+describe('SQLite statements beside a knex transaction', () => {
+  let k: StoreKit;
+  beforeAll(async () => {
+    k = await openStoreKit('sqlite');
+    await k.db.knex.raw('CREATE TABLE fastpath_t (v TEXT NOT NULL)');
+  });
+  afterAll(async () => {
+    await k?.close();
+  });
+
+  it('a statement issued while a knex transaction is open waits for it and never joins it', async () => {
+    let pending: Promise<unknown> | undefined;
+    let seenInside: string[] = [];
+    await expect(
+      k.db.knex.transaction(async (trx) => {
+        await trx.raw('INSERT INTO fastpath_t (v) VALUES (?)', ['in-trx']);
+        // The connection is held by the transaction: these must queue, not run inside it.
+        pending = Promise.all([
+          run(k.db, 'INSERT INTO fastpath_t (v) VALUES (?)', ['run']),
+          runEach(k.db, 'INSERT INTO fastpath_t (v) VALUES (?)', [['each-1'], ['each-2']]),
+          transact(k.db, (q) => q('INSERT INTO fastpath_t (v) VALUES (?)', ['transact'])),
+        ]);
+        await new Promise((r) => setImmediate(r));
+        seenInside = (await query<{ v: string }>(trx, 'SELECT v FROM fastpath_t ORDER BY v')).map((r) => r.v);
+        throw new Error('roll back');
+      }),
+    ).rejects.toThrow('roll back');
+    await pending;
+    expect(seenInside).toEqual(['in-trx']);
+    const after = (await query<{ v: string }>(k.db.knex, 'SELECT v FROM fastpath_t ORDER BY v')).map((r) => r.v);
+    expect(after).toEqual(['each-1', 'each-2', 'run', 'transact']);
+  });
+
+  it('transact rolls back when its function throws, and the connection stays usable', async () => {
+    await expect(
+      transact(k.db, (q) => {
+        q('INSERT INTO fastpath_t (v) VALUES (?)', ['doomed']);
+        throw new Error('nope');
+      }),
+    ).rejects.toThrow('nope');
+    expect(await run<{ n: number }>(k.db, 'SELECT COUNT(*) AS n FROM fastpath_t WHERE v = ?', ['doomed'])).toEqual([{ n: 0 }]);
+  });
+
+  it('a failing statement rejects (it does not throw synchronously) and leaves no transaction open', async () => {
+    let threw: unknown;
+    const p = run(k.db, 'INSERT INTO no_such_table (v) VALUES (?)', ['x']).catch((err: unknown) => (threw = err));
+    expect(threw).toBeUndefined();
+    await p;
+    expect(String((threw as Error | undefined)?.message)).toMatch(/no such table/);
+    await k.db.knex.transaction(async (trx) => trx.raw('INSERT INTO fastpath_t (v) VALUES (?)', ['after-error']));
+    expect(await run(k.db, 'SELECT v FROM fastpath_t WHERE v = ?', ['after-error'])).toEqual([{ v: 'after-error' }]);
+  });
+});
+
+describe('lease secrets and the token memo', () => {
+  it('lease secrets are 128-bit hex and never repeat across pool refills', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) seen.add(newLeaseSecret());
+    expect(seen.size).toBe(2000);
+    for (const s of seen) expect(s).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it('remembers accepted tokens only: an unknown token is looked up (and refused) every time', async () => {
+    const lookups: string[] = [];
+    const tokens = {
+      lookup: async (t: string): Promise<Principal | undefined> => {
+        lookups.push(t);
+        return t === 'opt_goodgoodgoodgoodgood' ? { pool: 'p1', admin: false } : undefined;
+      },
+    } as unknown as TokenStore;
+    const auth = new Authenticator('adm-secret-0123456789', tokens);
+    const req = (token: string) => ({ headers: { authorization: `Bearer ${token}` } }) as unknown as FastifyRequest;
+    expect(await auth.agent(req('opt_goodgoodgoodgoodgood'))).toBe('p1');
+    expect(await auth.agent(req('opt_goodgoodgoodgoodgood'))).toBe('p1');
+    expect(lookups).toEqual(['opt_goodgoodgoodgoodgood']);
+    await expect(auth.agent(req('opt_badbadbadbadbadbad'))).rejects.toMatchObject({ code: 'unauthorized' });
+    await expect(auth.agent(req('opt_badbadbadbadbadbad'))).rejects.toMatchObject({ code: 'unauthorized' });
+    expect(lookups.filter((t) => t === 'opt_badbadbadbadbadbad')).toHaveLength(2);
+    // The admin token stays admin-only for the agent API, memo or not.
+    await expect(auth.agent(req('adm-secret-0123456789'))).rejects.toMatchObject({ code: 'forbidden' });
+    await expect(auth.admin(req('adm-secret-0123456789'))).resolves.toEqual({ pool: null, admin: true });
+    await expect(auth.agent(req('adm-secret-0123456789'))).rejects.toMatchObject({ code: 'forbidden' });
+  });
+});
