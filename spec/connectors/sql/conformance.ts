@@ -2,13 +2,28 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createSqlConnector } from '../../../lib/connectors/sql/index.js';
 import type { Connector } from '../../../lib/connectors/types.js';
 import { OutpostError } from '../../../lib/util/errors.js';
-import { opContext, sqlDeps } from '../../fixtures/sql.js';
+import { opContext, sqlDeps, rejection } from '../../fixtures/sql.js';
 import { waitFor } from '../../fixtures/net.js';
 import { nativeSuite, type NativeTarget } from './native-suite.js';
 
 type Row = Record<string, unknown>;
 
 /** One database the conformance suite runs against. */
+/**
+ * The application tables of the `queries` model, the same on every dialect;
+ * each target adds its own fill of the 100 000-row `big` table.
+ */
+export const APP_SCHEMA: readonly string[] = [
+  `create table app_users (id varchar(200) primary key, uid integer, full_name varchar(200), email varchar(200),
+     active boolean not null default true, dept varchar(50))`,
+  'create table app_groups (id varchar(200) primary key, title varchar(200), description varchar(200))',
+  'create table app_members (user_id varchar(200), group_id varchar(200), primary key (user_id, group_id))',
+  'create table big (id integer primary key, name varchar(50))',
+  `insert into app_users values ('alice', 1, 'Alice A', 'alice@example.org', true, 'it'), ('bob', 2, 'Bob B', null, false, 'hr')`,
+  `insert into app_groups values ('admins', null, 'all powers'), ('readers', null, null)`,
+  `insert into app_members values ('alice', 'readers')`,
+];
+
 export interface SqlTarget {
   kind: 'postgres' | 'mysql' | 'sqlite' | 'mssql';
   /** `kind` and `connection` of a resource on the target's scratch database. */
@@ -52,14 +67,6 @@ export function appConfig(t: SqlTarget, extra: Record<string, unknown> = {}): Re
   };
 }
 
-const rejection = async (p: Promise<unknown>): Promise<OutpostError> => {
-  try {
-    await p;
-  } catch (err) {
-    return err as OutpostError;
-  }
-  throw new Error('expected a rejection');
-};
 
 /** The conformance suite: every operation, twice, against one real database. */
 export function conformanceSuite(t: SqlTarget): void {

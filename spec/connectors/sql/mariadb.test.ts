@@ -6,7 +6,7 @@ import { createSqlConnector } from '../../../lib/connectors/sql/index.js';
 import { toWireError } from '../../../lib/util/errors.js';
 import { waitFor } from '../../fixtures/net.js';
 import { CLOSED_PORT, opContext, scratchMysql, sqlDeps, uniquePrefix, type ScratchDatabase } from '../../fixtures/sql.js';
-import { conformanceSuite, type SqlTarget } from './conformance.js';
+import { APP_SCHEMA, conformanceSuite, type SqlTarget } from './conformance.js';
 
 const MYSQL_URL = process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 let db: ScratchDatabase;
@@ -24,14 +24,7 @@ const target: SqlTarget = {
   resource: () => ({ kind: 'mysql', connection: { url: db.url } }),
   admin: rows,
   async createAppSchema() {
-    await rows(`create table app_users (id varchar(200) primary key, uid integer, full_name varchar(200), email varchar(200),
-                  active boolean not null default true, dept varchar(50))`);
-    await rows('create table app_groups (id varchar(200) primary key, title varchar(200), description varchar(200))');
-    await rows('create table app_members (user_id varchar(200), group_id varchar(200), primary key (user_id, group_id))');
-    await rows('create table big (id integer primary key, name varchar(50))');
-    await rows(`insert into app_users values ('alice', 1, 'Alice A', 'alice@example.org', true, 'it'), ('bob', 2, 'Bob B', null, false, 'hr')`);
-    await rows(`insert into app_groups values ('admins', null, 'all powers'), ('readers', null, null)`);
-    await rows(`insert into app_members values ('alice', 'readers')`);
+    for (const sql of APP_SCHEMA) await rows(sql);
     // MariaDB's Sequence engine: seq_1_to_N is a virtual table of N rows.
     await rows(`insert into big select seq, concat('row ', seq) from seq_1_to_100000`);
   },

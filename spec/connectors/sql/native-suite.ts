@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createSqlConnector } from '../../../lib/connectors/sql/index.js';
 import type { Connector } from '../../../lib/connectors/types.js';
 import type { AccountRecord, EntitlementRecord, GrantRecord } from '../../../lib/protocol/operations.js';
-import type { OutpostError } from '../../../lib/util/errors.js';
-import { opContext, sqlDeps, uniquePrefix } from '../../fixtures/sql.js';
+import { opContext, sqlDeps, uniquePrefix, rejection } from '../../fixtures/sql.js';
 
 /** Principals the native suite creates on a shared server (uniquely prefixed) and drops afterwards. */
 export interface NativePrincipals {
@@ -23,14 +22,6 @@ export interface NativeTarget {
   drop(prefix: string): Promise<void>;
 }
 
-const rejection = async (p: Promise<unknown>): Promise<OutpostError> => {
-  try {
-    await p;
-  } catch (err) {
-    return err as OutpostError;
-  }
-  throw new Error('expected a rejection');
-};
 
 /** The native identity model against real principals. */
 export function nativeSuite(kind: string, t: NativeTarget): void {

@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { createSqlConnector } from '../../../lib/connectors/sql/index.js';
 import { waitFor } from '../../fixtures/net.js';
 import { CLOSED_PORT, opContext, scratchPostgres, sqlDeps, uniquePrefix, type ScratchDatabase } from '../../fixtures/sql.js';
-import { conformanceSuite, type SqlTarget } from './conformance.js';
+import { APP_SCHEMA, conformanceSuite, type SqlTarget } from './conformance.js';
 
 const PG_URL = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 let db: ScratchDatabase;
@@ -20,14 +20,7 @@ const target: SqlTarget = {
   resource: () => ({ kind: 'postgres', connection: { url: db.url } }),
   admin: rows,
   async createAppSchema() {
-    await db.admin.raw(`create table app_users (id varchar(200) primary key, uid integer, full_name varchar(200), email varchar(200),
-                          active boolean not null default true, dept varchar(50))`);
-    await db.admin.raw('create table app_groups (id varchar(200) primary key, title varchar(200), description varchar(200))');
-    await db.admin.raw('create table app_members (user_id varchar(200), group_id varchar(200), primary key (user_id, group_id))');
-    await db.admin.raw('create table big (id integer primary key, name varchar(50))');
-    await db.admin.raw(`insert into app_users values ('alice', 1, 'Alice A', 'alice@example.org', true, 'it'), ('bob', 2, 'Bob B', null, false, 'hr')`);
-    await db.admin.raw(`insert into app_groups values ('admins', null, 'all powers'), ('readers', null, null)`);
-    await db.admin.raw(`insert into app_members values ('alice', 'readers')`);
+    for (const sql of APP_SCHEMA) await db.admin.raw(sql);
     await db.admin.raw(`insert into big select g, 'row ' || g from generate_series(1, 100000) g`);
   },
   grantStatement: 'insert into app_members (user_id, group_id) values (:accountId, :entitlementId) on conflict do nothing',

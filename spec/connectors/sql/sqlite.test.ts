@@ -5,7 +5,7 @@ import { describe, expect, it } from '@jest/globals';
 import knexPkg, { type Knex } from 'knex';
 import { createSqlConnector } from '../../../lib/connectors/sql/index.js';
 import { opContext, sqlDeps } from '../../fixtures/sql.js';
-import { appConfig, conformanceSuite, type SqlTarget } from './conformance.js';
+import { APP_SCHEMA, appConfig, conformanceSuite, type SqlTarget } from './conformance.js';
 
 let dir: string;
 let admin: Knex;
@@ -24,14 +24,7 @@ const target: SqlTarget = {
   resource: () => ({ kind: 'sqlite', connection: { filename: join(dir, 'app.db') } }),
   admin: rows,
   async createAppSchema() {
-    await rows(`create table app_users (id varchar(200) primary key, uid integer, full_name varchar(200), email varchar(200),
-                  active boolean not null default true, dept varchar(50))`);
-    await rows('create table app_groups (id varchar(200) primary key, title varchar(200), description varchar(200))');
-    await rows('create table app_members (user_id varchar(200), group_id varchar(200), primary key (user_id, group_id))');
-    await rows('create table big (id integer primary key, name varchar(50))');
-    await rows(`insert into app_users values ('alice', 1, 'Alice A', 'alice@example.org', true, 'it'), ('bob', 2, 'Bob B', null, false, 'hr')`);
-    await rows(`insert into app_groups values ('admins', null, 'all powers'), ('readers', null, null)`);
-    await rows(`insert into app_members values ('alice', 'readers')`);
+    for (const sql of APP_SCHEMA) await rows(sql);
     await rows(`with recursive s(n) as (select 1 union all select n + 1 from s where n < 100000) insert into big select n, 'row ' || n from s`);
   },
   grantStatement: 'insert into app_members (user_id, group_id) values (:accountId, :entitlementId) on conflict do nothing',
