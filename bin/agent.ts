@@ -3,6 +3,7 @@ import { AGENT_VERSION } from '../lib/agent/version.js';
 import { loadAgentConfig, type AgentConfig } from '../lib/config/agent.js';
 import { OutpostError, toWireError } from '../lib/util/errors.js';
 import { redact } from '../lib/util/redact.js';
+import { catchSignals, stopWith, tolerateClosedOutput } from './signals.js';
 
 const USAGE = `usage: agent <command> [options]
 
@@ -27,41 +28,40 @@ function load(file: string | undefined): AgentConfig {
 }
 
 async function start(file: string | undefined): Promise<void> {
+  // Usually done already by the bin/agent shim, before any module loaded: until stopWith(), a signal exits 0.
+  catchSignals();
   const config = load(file);
-  // Signals are caught from the first moment: one that arrives while modules load still drains (there is nothing to drain yet).
-  let signals = 0;
-  let onSignal: (sig: NodeJS.Signals) => void = () => void signals++;
-  process.on('SIGTERM', (sig) => onSignal(sig));
-  process.on('SIGINT', (sig) => onSignal(sig));
   // Loaded only when needed: `version` and config errors answer without loading the HTTP stack.
   const [{ createAgent }, { createLogger }] = await Promise.all([import('../lib/agent/agent.js'), import('../lib/log/index.js')]);
   const log = createLogger({ level: config.log.level, format: config.log.format });
   let agent;
   try {
     agent = createAgent(config, { log });
-    await agent.start();
   } catch (err) {
     fail(toWireError(err).message, 2);
   }
   const running = agent;
-  onSignal = (sig) => {
-    signals++;
-    log.info(`received ${sig}${signals > 1 ? ': skipping the grace period' : ''}`, { agentId: config.agentId });
-    running
-      .stop({ skipWait: signals > 1 })
-      .then(() => process.exit(0))
-      .catch((err: unknown) => {
-        log.error('shutdown failed', { error: toWireError(err).message });
-        process.exit(1);
-      });
-  };
-  if (signals > 0) {
-    signals--;
-    onSignal('SIGTERM');
+  const started = running.start();
+  // A signal during start waits for it to settle, then drains: nothing is left half-started.
+  stopWith(
+    async (skipGrace) => {
+      await started.catch(() => undefined);
+      await running.stop({ skipWait: skipGrace });
+    },
+    (sig, count) => log.info(`received ${sig}${count > 1 ? ': skipping the grace period' : ''}`, { agentId: config.agentId }),
+  );
+  try {
+    await started;
+  } catch (err) {
+    log.error('start failed', { err });
+    fail(toWireError(err).message, 2);
   }
-  // A bug must not take jobs down silently: log it, drain, and exit non-zero.
+  // A bug must not take jobs down silently: log it once, drain, and exit non-zero.
+  let crashed = false;
   process.on('uncaughtException', (err) => {
-    log.error('uncaught exception', { error: toWireError(err).message });
+    if (crashed) return;
+    crashed = true;
+    log.error('uncaught exception', { err });
     void running.stop().finally(() => process.exit(1));
   });
 }
@@ -81,6 +81,7 @@ async function check(file: string | undefined): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  tolerateClosedOutput();
   let parsed;
   try {
     parsed = parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });

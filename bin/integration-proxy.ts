@@ -4,14 +4,16 @@ import { createLogger } from '../lib/log/index.js';
 import { toWireError } from '../lib/util/errors.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/version.js';
 import { PACKAGE_VERSION } from '../lib/util/version.js';
+import { TOKEN_USAGE, tokenCommand } from './proxy-tokens.js';
+import { catchSignals, stopWith, tolerateClosedOutput } from './signals.js';
 
 /**
- * `integration-proxy start [--config FILE]`, `token create --pool NAME [--admin]`,
- * `version`. Thin: parse argv, load config, run the part.
+ * `integration-proxy start [--config FILE]`, `token create|list|revoke`
+ * (bin/proxy-tokens.ts), `version`. Thin: parse argv, load config, run the part.
  */
 const USAGE = `usage:
   integration-proxy start [--config FILE]
-  integration-proxy token create --pool NAME [--admin] [--config FILE]
+${TOKEN_USAGE}
   integration-proxy version`;
 
 
@@ -34,54 +36,33 @@ function config(file: string | undefined): ProxyConfig {
 }
 
 async function start(file: string | undefined): Promise<void> {
+  // Usually done already by the bin/integration-proxy shim, before any module loaded: until stopWith(), a signal exits 0.
+  catchSignals();
   const cfg = config(file);
   const log = createLogger({ level: cfg.log.level, format: cfg.log.format, defaultMeta: { component: 'proxy' } });
   const { createProxyServer } = await loadServer();
   const proxy = createProxyServer(cfg, { log });
-  let signals = 0;
-  const onSignal = (signal: string) => {
-    signals++;
-    if (signals > 1) process.exit(1);
-    log.info('signal received; stopping', { signal });
-    proxy.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error('stop failed', { err });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  process.on('SIGINT', () => onSignal('SIGINT'));
+  const started = proxy.start();
+  // A signal during start waits for it to settle, then stops. The proxy holds no work of its own (jobs
+  // live in the store), so a second signal exits at once instead of waiting for requests in flight.
+  stopWith(
+    async (skipGrace) => {
+      if (skipGrace) return;
+      await started.catch(() => undefined);
+      await proxy.stop();
+    },
+    (signal, count) => log.info(count > 1 ? 'second signal; exiting now' : 'signal received; stopping', { signal }),
+  );
   try {
-    await proxy.start();
+    await started;
   } catch (err) {
     log.error('start failed', { err });
     fail(toWireError(err).message, 1);
   }
 }
 
-async function tokenCreate(args: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args,
-    options: { pool: { type: 'string' }, admin: { type: 'boolean', default: false }, config: { type: 'string' } },
-    strict: true,
-  });
-  if (!values.pool) fail('token create needs --pool NAME');
-  const cfg = config(values.config);
-  const { createProxyServer } = await loadServer();
-  const proxy = createProxyServer(cfg, { log: createLogger({ level: 'warn', format: cfg.log.format }) });
-  try {
-    const token = await proxy.createToken({ pool: values.pool, admin: values.admin ?? false });
-    process.stdout.write(`${values.admin ? 'admin ' : ''}token for pool ${values.pool} (shown once; only its hash is stored):\n${token}\n`);
-  } catch (err) {
-    fail(toWireError(err).message, 1);
-  } finally {
-    await proxy.stop();
-  }
-}
-
 async function main(argv: string[]): Promise<void> {
+  tolerateClosedOutput();
   const [command, ...rest] = argv;
   switch (command) {
     case 'start': {
@@ -89,8 +70,7 @@ async function main(argv: string[]): Promise<void> {
       return start(values.config);
     }
     case 'token':
-      if (rest[0] !== 'create') fail(USAGE);
-      return tokenCreate(rest.slice(1));
+      return tokenCommand(rest, { config, loadServer, fail, out: (text) => process.stdout.write(text) });
     case 'version':
     case '--version':
       process.stdout.write(`integration-proxy ${PACKAGE_VERSION} (protocol v${PROTOCOL_VERSION})\n`);

@@ -5,7 +5,7 @@
 #
 #   PostgreSQL  reuse 127.0.0.1:5432 (user postgres) or start a throwaway cluster
 #   MariaDB     reuse 127.0.0.1:3306 (user root) or start a throwaway server
-#   slapd, tinyproxy, openssl: binaries only; each test starts its own instance
+#   slapd, tinyproxy, squid, openssl: binaries only; each test starts its own instance
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE="$PWD/.services"
@@ -25,7 +25,7 @@ apt_install() {
 }
 
 # Binaries the fixtures start per test.
-apt_install slapd ldap-utils tinyproxy openssl ca-certificates procps
+apt_install slapd ldap-utils tinyproxy squid openssl ca-certificates procps
 # Headless browser for the dashboard test (driven by playwright-core).
 apt_install chromium fonts-liberation
 # Samba AD DC for the Active Directory tests (spec/connectors/ldap/samba.test.ts).
@@ -84,6 +84,7 @@ export PG_URL='$PG_URL'
 export MYSQL_URL='$MYSQL_URL'
 export SLAPD_BIN='$(command -v slapd || echo /usr/sbin/slapd)'
 export TINYPROXY_BIN='$(command -v tinyproxy || echo /usr/bin/tinyproxy)'
+export SQUID_BIN='$(command -v squid || echo /usr/sbin/squid)'
 export CHROMIUM_BIN='$(command -v chromium || echo /usr/bin/chromium)'
 ENV
 log "ready: $(tr '\n' ' ' <"$STATE/env")"

@@ -9,14 +9,14 @@ import type { LifecycleState } from '../util/lifecycle.js';
 import { ProxyApi } from './api.js';
 import { loadConnectorKinds } from './connector-kinds.js';
 import { buildConnectors, closeConnectors } from './connectors.js';
-import { Deadlines } from './deadlines.js';
 import { createDispatcher } from './dispatch.js';
-import { HealthServer } from './health.js';
+import { HealthServer, Presence } from './health.js';
 import { HttpTransport } from './http.js';
 import { LeaseKeeper } from './leases.js';
 import { LeaseLoop } from './loop.js';
 import { ResultReporter } from './reporter.js';
-import { JobRunner, SHUTDOWN_CODE } from './runner.js';
+import { releaseLeases } from './release.js';
+import { JobRunner } from './runner.js';
 import { AGENT_VERSION } from './version.js';
 import { createAgentMetrics } from './metrics.js';
 
@@ -62,13 +62,13 @@ export interface Agent {
 /** "Has talked to the proxy within the presence window" (DESIGN: 90 s). */
 const PRESENCE_MS = 90_000;
 /**
- * Bounds on the drain's last calls, so that with the default 20 s grace the
- * process exits before Kubernetes' SIGKILL at 30 s even if the proxy hangs:
- * release (2 × 2.5 s) runs alongside unwind (1 s) + result flush (3 s).
+ * Bounds on the drain's last steps after the grace, so that with the default
+ * 20 s grace the process exits before Kubernetes' SIGKILL at 30 s even if the
+ * proxy hangs: unwind (1 s), then release retried with backoff for up to 5 s
+ * alongside the result flush (3 s): 26 s in all.
  */
-const RELEASE_ATTEMPTS = 2;
-const RELEASE_TIMEOUT_MS = 2500;
 const UNWIND_MS = 1000;
+const RELEASE_WINDOW_MS = 5000;
 const FLUSH_MS = 3000;
 
 /** Builds the agent from its config: the only place (with bin/agent.ts) that builds objects. */
@@ -78,18 +78,16 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const log = (deps.log ?? createLogger({ level: config.log.level, format: config.log.format })).child({ component: 'agent', agentId });
   // Filled by start(), once the configured kinds' connector modules are loaded.
   const connectors = new Map<string, Connector>();
-  let lastContactMs = -Infinity;
+  const presence = new Presence(clock, PRESENCE_MS);
   const transport = new HttpTransport({ caFile: config.proxy.caFile, insecureSkipTlsVerify: config.proxy.insecureSkipTlsVerify, env: deps.env });
-  const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, onContact: () => (lastContactMs = clock.now()) });
+  const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, onContact: () => presence.contact() });
   const metrics = createAgentMetrics({ agentId });
-  // One timer for every job timeout and self-fencing deadline.
-  const deadlines = new Deadlines(clock);
-  const keeper = new LeaseKeeper({ api, clock, log, metrics, deadlines }, { agentId });
-  const reporter = new ResultReporter({ api, clock, log, keeper, metrics }, { agentId });
+  const keeper = new LeaseKeeper({ api, clock, log, metrics }, { agentId });
+  const reporter = new ResultReporter({ api, clock, log, metrics }, { agentId });
   const dispatch = createDispatcher({ connectors, clock, agentId });
-  const runner = new JobRunner({ api, clock, log, keeper, reporter, dispatch, metrics, deadlines });
+  const runner = new JobRunner({ api, clock, log, keeper, reporter, dispatch, metrics });
   const loop = new LeaseLoop(
-    { api, clock, log, metrics, run: (job, at) => runner.run(job, at) },
+    { api, clock, log, metrics, run: (job, at) => runner.run(job, at), onContact: () => presence.contact() },
     {
       agentId,
       hostname: deps.hostname ?? osHostname(),
@@ -103,7 +101,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const health = new HealthServer(
     {
       state: () => state,
-      ready: () => clock.now() - lastContactMs <= PRESENCE_MS,
+      ready: () => presence.ready(loop.pollOpenSinceMs),
       details: () => ({ agentId, running: loop.running }),
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
     },
@@ -119,15 +117,17 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
     if (wasRunning) log.info('draining: no new leases', { running: loop.running, graceMs: config.shutdownGraceMs });
     await loop.stop();
     await within(loop.idle(), config.shutdownGraceMs, skipWait.signal);
-    const leftovers = keeper.running();
-    for (const l of leftovers) l.controller.abort(new OutpostError(SHUTDOWN_CODE, 'the agent is shutting down', { retryable: true }));
-    const released = leftovers.length > 0 ? release(leftovers.map((l) => ({ jobId: l.job.id, leaseToken: l.job.leaseToken }))) : undefined;
+    // What still runs is stopped (`shutdown`) and given back, spending no attempt; its result is never
+    // reported. The release goes out once the jobs unwound (at most UNWIND_MS), so that another agent
+    // does not start a job this one is still stopping.
+    const leftovers = keeper.running().flatMap((l) => l.release() ?? []);
     await within(loop.idle(), UNWIND_MS);
-    await within(reporter.flush(), FLUSH_MS);
-    await released;
+    await Promise.all([
+      leftovers.length > 0 ? releaseLeases({ api, clock, log }, leftovers, { agentId, windowMs: RELEASE_WINDOW_MS }) : undefined,
+      within(reporter.flush(), FLUSH_MS),
+    ]);
     keeper.stop();
     reporter.stop();
-    deadlines.clear();
     await health.stop();
     await closeConnectors(connectors, (name, err) => log.warn('closing a connector failed', { resource: name, error: toWireError(err).message }));
     transport.destroy();
@@ -143,24 +143,6 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
       await Promise.race([work, sleep(clock, ms, signal).catch(() => undefined)]);
     } finally {
       timer.abort();
-    }
-  }
-
-  /** Gives unfinished jobs back in one call (per 1 000), spending no attempt. */
-  async function release(leases: Array<{ jobId: string; leaseToken: string }>): Promise<void> {
-    for (const l of leases) keeper.remove(l.jobId);
-    for (let i = 0; i < leases.length; i += 1000) {
-      const chunk = leases.slice(i, i + 1000);
-      for (let attempt = 1; attempt <= RELEASE_ATTEMPTS; attempt++) {
-        try {
-          await api.release({ agentId, leases: chunk }, AbortSignal.timeout(RELEASE_TIMEOUT_MS));
-          log.info('released unfinished jobs', { jobs: chunk.length });
-          break;
-        } catch (err) {
-          // Not released: the leases expire after their TTL and the jobs run elsewhere then.
-          log.warn('release failed', { code: toWireError(err).code, error: toWireError(err).message, attempt });
-        }
-      }
     }
   }
 

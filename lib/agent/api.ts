@@ -1,3 +1,5 @@
+import type { ClientRequest } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { TSchema, Static } from '@sinclair/typebox';
 import {
   HeartbeatResponse,
@@ -16,6 +18,8 @@ import { isValid } from '../protocol/validate.js';
 import { API_PREFIX } from '../protocol/version.js';
 import { OutpostError } from '../util/errors.js';
 import { abortReason } from '../util/abort.js';
+import { MAX_RETRY_AFTER_MS } from '../util/backoff.js';
+import { boundHeartbeat, MAX_ANSWER_BYTES } from './answers.js';
 import type { HttpTransport } from './http.js';
 
 /** Options of the protocol client. */
@@ -30,13 +34,16 @@ export interface ProxyApiOptions {
   leaseTimeoutSlackMs?: number;
   /** Called after every 2xx answer (readiness: "has talked to the proxy"). */
   onContact?: () => void;
+  /** Largest answer body read, counted as it streams in (decompressed); a larger one fails the call with `too_large`. Default 16 MiB. */
+  maxAnswerBytes?: number;
 }
 
 /**
  * The agent's side of wire protocol v1. One POST per call, no retries here
  * (the caller owns backoff), every failure an OutpostError: proxy 407 →
  * `proxy_error`, TLS → `tls_error`, refused/reset/timeout → `unavailable`
- * (retryable), HTTP errors by status, a malformed answer → `internal`.
+ * (retryable), HTTP errors by status, a malformed answer → `internal`, an
+ * answer over `maxAnswerBytes` → `too_large` (read no further than that).
  */
 export class ProxyApi {
   /** Requests sent per path, for tests and the benchmark. */
@@ -44,6 +51,7 @@ export class ProxyApi {
   private readonly base: string;
   private readonly callTimeoutMs: number;
   private readonly leaseSlackMs: number;
+  private readonly maxAnswerBytes: number;
 
   constructor(
     private readonly transport: HttpTransport,
@@ -52,6 +60,7 @@ export class ProxyApi {
     this.base = opts.baseUrl.replace(/\/+$/, '');
     this.callTimeoutMs = opts.callTimeoutMs ?? 10_000;
     this.leaseSlackMs = opts.leaseTimeoutSlackMs ?? 10_000;
+    this.maxAnswerBytes = opts.maxAnswerBytes ?? MAX_ANSWER_BYTES;
   }
 
   lease(body: LeaseRequest, signal?: AbortSignal): Promise<LeaseResponse> {
@@ -59,7 +68,7 @@ export class ProxyApi {
   }
 
   heartbeat(body: HeartbeatRequest, signal?: AbortSignal): Promise<HeartbeatResponse> {
-    return this.post('/agent/heartbeat', body, HeartbeatResponse, this.callTimeoutMs, signal);
+    return this.post('/agent/heartbeat', body, HeartbeatResponse, this.callTimeoutMs, signal).then(boundHeartbeat);
   }
 
   results(body: ResultsRequest, signal?: AbortSignal): Promise<ResultsResponse> {
@@ -80,21 +89,30 @@ export class ProxyApi {
     const key = path.startsWith('/agent/jobs/') ? '/agent/jobs/:id/output' : path;
     this.requestCounts[key] = (this.requestCounts[key] ?? 0) + 1;
     let res;
-    try {
-      res = await this.transport.got.post(url, {
-        json: body,
-        headers: { authorization: `Bearer ${this.opts.token}` },
-        timeout: { request: timeoutMs },
-        agent: this.transport.agentsFor(url),
-        responseType: 'text',
-        ...(signal ? { signal } : {}),
-      });
-    } catch (err) {
-      if (signal?.aborted) throw abortReason(signal);
-      const mapped = mapTransportError(err);
-      const route = mapped.code === 'proxy_error' ? '' : this.transport.routeLabel(url);
-      if (!route) throw mapped;
-      throw new OutpostError(mapped.code, `${mapped.message}${route}`, { retryable: mapped.retryable, cause: err });
+    for (let attempt = 0; ; attempt++) {
+      const sentAtMs = performance.now();
+      const sent = this.send(url, body, timeoutMs, signal);
+      try {
+        res = await sent.response;
+        break;
+      } catch (err) {
+        if (signal?.aborted) throw abortReason(signal);
+        if (sent.tooLarge()) {
+          const limit = this.maxAnswerBytes % 1048576 === 0 ? `${this.maxAnswerBytes / 1048576} MiB` : `${this.maxAnswerBytes} bytes`;
+          throw new OutpostError('too_large', `the integration-proxy's answer to ${path} is larger than ${limit}; refused without reading it`, { cause: err });
+        }
+        // A pooled keep-alive connection that something on the path closed while it sat idle (squid
+        // cuts every idle tunnel in the same sweep) fails at once: the request never reached the
+        // proxy. Send it again at once; each retry uses up one stale socket, so a fresh connection
+        // comes at the latest after the pool's free sockets. A call cut after a hold is not this:
+        // it goes to the caller (the lease loop tells an idle cut from a failure).
+        const stale = sent.reusedSocket() && isCutCause(err) && !(err as { response?: unknown }).response && performance.now() - sentAtMs < STALE_FAIL_MS;
+        if (stale && attempt < STALE_SOCKET_RETRIES) continue;
+        const mapped = mapTransportError(err);
+        const route = mapped.code === 'proxy_error' ? '' : this.transport.routeLabel(url);
+        if (!route) throw mapped;
+        throw new OutpostError(mapped.code, `${mapped.message}${route}`, { retryable: mapped.retryable, cause: err });
+      }
     }
     const parsed = parseJson(res.body);
     if (res.statusCode >= 200 && res.statusCode < 300) {
@@ -106,7 +124,38 @@ export class ProxyApi {
     }
     throw httpError(path, res.statusCode, parsed, res.headers['retry-after']);
   }
+
+  /**
+   * One POST: the answer (a text body), whether it was cut off for being over
+   * maxAnswerBytes, and whether it went out on a reused keep-alive socket.
+   */
+  private send(url: string, body: unknown, timeoutMs: number, signal?: AbortSignal) {
+    let tooLarge = false;
+    let native: ClientRequest | undefined;
+    const request = this.transport.got.post(url, {
+      json: body,
+      headers: { authorization: `Bearer ${this.opts.token}` },
+      timeout: { request: timeoutMs },
+      agent: this.transport.agentsFor(url),
+      responseType: 'text',
+      ...(signal ? { signal } : {}),
+    });
+    request.on('request', (req: ClientRequest) => (native = req));
+    // Counted as the body streams in (after decompression), so a huge or endless answer costs
+    // at most maxAnswerBytes of memory; a Content-Length over the limit is refused before any byte.
+    request.on('downloadProgress', (p: { transferred: number; total?: number }) => {
+      if (tooLarge || (p.transferred <= this.maxAnswerBytes && (p.total ?? 0) <= this.maxAnswerBytes)) return;
+      tooLarge = true;
+      request.cancel();
+    });
+    return { response: request, tooLarge: () => tooLarge, reusedSocket: () => native?.reusedSocket === true };
+  }
 }
+
+/** At most this many immediate re-sends of a request whose pooled connection turned out to be closed. */
+const STALE_SOCKET_RETRIES = 17;
+/** A reused connection that fails faster than this was dead before the request (below PollPolicy's 2 s cut hold). */
+const STALE_FAIL_MS = 1000;
 
 function parseJson(text: string): unknown {
   try {
@@ -116,13 +165,41 @@ function parseJson(text: string): unknown {
   }
 }
 
-/** Retry-After in seconds or as an HTTP date; undefined when absent or unreadable. */
+/**
+ * Retry-After in seconds or as an HTTP date, clamped to [0, MAX_RETRY_AFTER_MS]
+ * (a month would overflow Node's 32-bit timers into a 1 ms hot loop);
+ * undefined when absent or unreadable.
+ */
 export function parseRetryAfterMs(value: string | string[] | undefined, nowMs = Date.now()): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
+  const v = (Array.isArray(value) ? value[0] : value)?.trim();
   if (!v) return undefined;
-  if (/^\d+(\.\d+)?$/.test(v.trim())) return Math.round(Number(v) * 1000);
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
+  let ms: number;
+  if (/^\d+(\.\d+)?$/.test(v)) ms = Math.round(Number(v) * 1000);
+  else {
+    const at = Date.parse(v);
+    if (Number.isNaN(at)) return undefined;
+    ms = at - nowMs;
+  }
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms));
+}
+
+/** Socket-level codes of a connection closed under a request (a reset, or EOF before the answer ended). */
+const CUT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
+
+/** True for a got/socket error of a connection closed under the request (reset or EOF), not a timeout. */
+function isCutCause(cause: unknown): boolean {
+  const c = cause as { code?: string; message?: string; name?: string } | undefined;
+  if (!c || c.name === 'TimeoutError') return false;
+  return CUT_CODES.has(c.code ?? '') || c.message === 'socket hang up' || c.name === 'ReadError';
+}
+
+/**
+ * True when a call failed because the connection was cut under it (reset or
+ * EOF), as an idle-cutting forward proxy or firewall does to a held long poll;
+ * not for a refused connection, a timeout, TLS or an HTTP status.
+ */
+export function isConnectionCut(err: unknown): boolean {
+  return err instanceof OutpostError && err.code === 'unavailable' && isCutCause(err.cause);
 }
 
 function httpError(path: string, status: number, body: unknown, retryAfter: string | string[] | undefined): OutpostError {
@@ -162,13 +239,14 @@ export function mapTransportError(err: unknown): OutpostError {
     return new OutpostError('proxy_error', 'the forward proxy did not answer in time', { retryable: true, cause: err });
   }
   if (TLS_CODES.test(code) || /certificate|SSL routines|TLS/i.test(message)) {
-    return new OutpostError('tls_error', `TLS handshake with the integration-proxy failed: ${code || message}`, { retryable: true, cause: err });
+    return new OutpostError('tls_error', `TLS handshake with the integration-proxy failed${code ? `: ${code}` : ''}`, { retryable: true, cause: err });
   }
   if (e.name === 'TimeoutError' || code === 'ETIMEDOUT') {
     return new OutpostError('unavailable', 'the integration-proxy did not answer in time', { retryable: true, cause: err });
   }
   if (NET_CODES.has(code)) {
-    return new OutpostError('unavailable', `the integration-proxy is unreachable (${code}: ${message})`, { retryable: true, cause: err });
+    return new OutpostError('unavailable', `the integration-proxy is unreachable (${code})`, { retryable: true, cause: err });
   }
-  return new OutpostError('unavailable', `request to the integration-proxy failed: ${code ? `${code}: ` : ''}${message}`, { retryable: true, cause: err });
+  // The text of an unknown transport error is not echoed (it may quote a proxy URL with its credentials); the cause is logged, redacted.
+  return new OutpostError('unavailable', `request to the integration-proxy failed${code ? ` (${code})` : ''}`, { retryable: true, cause: err });
 }

@@ -1,11 +1,10 @@
 import type { Connector, OperationContext } from '../connectors/types.js';
 import { IDENTITY_OPERATIONS } from '../connectors/types.js';
-import { PAYLOAD_SCHEMAS, RESOURCELESS_TYPES, type PingPayload } from '../protocol/operations.js';
+import { payloadSchemaOf, RESOURCELESS_TYPES, type PingPayload } from '../protocol/operations.js';
 import { assertValid } from '../protocol/validate.js';
 import type { LeasedJob } from '../protocol/schemas.js';
 import { OutpostError } from '../util/errors.js';
 import { sleep, type Clock } from '../util/clock.js';
-import { scrubbedConstant } from './scrub.js';
 
 /** What the dispatcher needs. */
 export interface DispatchDeps {
@@ -28,14 +27,14 @@ const IDENTITY: ReadonlySet<string> = new Set(IDENTITY_OPERATIONS);
  * type or resource will not fix itself on another attempt.
  */
 export function createDispatcher(deps: DispatchDeps): Dispatch {
-  // The same answer for every ping, scrubbed once rather than per job, on the first ping:
-  // jobs run only after start(), so every secret (tokens, resource passwords) is registered by then.
-  let pong: Readonly<{ ok: true; agentId: string }> | undefined;
+  // The same answer for every ping (it carries no secret, and results are never rewritten by value).
+  const pong: Readonly<{ ok: true; agentId: string }> = Object.freeze({ ok: true as const, agentId: deps.agentId });
   return async (job, ctx) => {
-    const schema = PAYLOAD_SCHEMAS[job.type];
+    // Own properties only: `constructor`, `toString`… are inherited from Object.prototype, not job types.
+    const schema = payloadSchemaOf(job.type);
     if (!schema) throw new OutpostError('unknown_type', `unknown job type "${job.type}"`);
     const payload = assertValid(schema, job.payload ?? {}, 'payload');
-    if (job.type === 'ping') return ping(payload as PingPayload, ctx, deps, (pong ??= scrubbedConstant({ ok: true as const, agentId: deps.agentId })));
+    if (job.type === 'ping') return ping(payload as PingPayload, ctx, deps, pong);
     if (RESOURCELESS_TYPES.has(job.type)) throw new OutpostError('unknown_type', `job type "${job.type}" has no handler on this agent`);
     if (!job.resource) throw new OutpostError('invalid_request', `job type "${job.type}" needs a resource`);
     const connector = deps.connectors.get(job.resource);
@@ -45,8 +44,8 @@ export function createDispatcher(deps: DispatchDeps): Dispatch {
       if (typeof op !== 'function') throw new OutpostError('unknown_type', `resource "${job.resource}" does not serve "${job.type}"`);
       return op.call(connector, payload, ctx);
     }
-    const extra = connector.extra[job.type];
-    if (!extra) {
+    const extra = Object.hasOwn(connector.extra, job.type) ? connector.extra[job.type] : undefined;
+    if (typeof extra !== 'function') {
       throw new OutpostError('unknown_type', `resource "${job.resource}" (kind ${connector.kind}) does not serve "${job.type}"`);
     }
     return extra(payload, ctx);

@@ -1,5 +1,40 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Clock } from '../util/clock.js';
+
+/** A poll sent within this long after an exchange is taken as held by the proxy while it is open. */
+const HELD_POLL_GAP_MS = 5000;
+
+/**
+ * "Has talked to the integration-proxy within the presence window" (what
+ * `/readyz` reports), on the monotonic clock. Talking means: an answer from
+ * the proxy (any call: lease, heartbeat, results, release, output), or a long
+ * poll held and then cut by the network (it reached the proxy; see
+ * PollPolicy), or a long poll still held that was sent right after such an
+ * exchange: a hold of any length (up to `waitMs`, which may exceed the window)
+ * is not silence. The agent's first poll asks for no hold, so the first
+ * exchange, and readiness, come within moments of start.
+ */
+export class Presence {
+  private lastMs = -Infinity;
+
+  constructor(
+    private readonly clock: Clock,
+    /** The presence window (DESIGN: 90 s). */
+    private readonly windowMs: number,
+  ) {}
+
+  /** Records an exchange with the proxy, now. */
+  contact(): void {
+    this.lastMs = this.clock.monotonicMs();
+  }
+
+  /** True within the window after the last exchange, or while a poll sent just after one is held (`openPollSinceMs`). */
+  ready(openPollSinceMs?: number): boolean {
+    if (this.clock.monotonicMs() - this.lastMs <= this.windowMs) return true;
+    return openPollSinceMs !== undefined && openPollSinceMs - this.lastMs <= HELD_POLL_GAP_MS;
+  }
+}
 
 /** What the health server reports. */
 export interface HealthSource {

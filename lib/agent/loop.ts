@@ -1,14 +1,18 @@
 import PQueue from 'p-queue';
 import type { Logger } from '../log/index.js';
 import type { LeaseRequest, LeaseResponse, LeasedJob } from '../protocol/schemas.js';
-import { Backoff } from '../util/backoff.js';
+import type { Backoff } from '../util/backoff.js';
 import { sleep, type Clock } from '../util/clock.js';
 import { OutpostError } from '../util/errors.js';
 import type { LifecycleState } from '../util/lifecycle.js';
+import { leaseOriginMs } from './lease.js';
 import type { AgentMetrics } from './metrics.js';
+import { splitLease } from './answers.js';
+import { PollPolicy } from './poll-policy.js';
+import { releaseLeases, type ReleaseApi } from './release.js';
 
 /** The part of the protocol client the loop uses. */
-export interface LeaseApi {
+export interface LeaseApi extends ReleaseApi {
   lease(body: LeaseRequest, signal?: AbortSignal): Promise<LeaseResponse>;
 }
 
@@ -23,15 +27,20 @@ export interface LeaseLoopOptions {
   concurrency: number;
   /** Long-poll hold asked of the proxy. Default 25 000 ms. */
   waitMs: number;
-  /** Backoff after a failed poll. Default 1 s → 30 s, ×2, full jitter. */
+  /** Backoff after a failed poll. Default PROXY_BACKOFF (lib/util/backoff.ts): 1 s → 10 s, ×2, each delay in [ceiling, ceiling × 1.15]. */
   backoff?: Backoff;
 }
+
+/** How long refused jobs are offered back (release retried with backoff) before they are left to expire. */
+const REFUSED_RELEASE_WINDOW_MS = 10_000;
 
 /**
  * The poll loop: ONE lease request in flight, asking for exactly the free
  * slots (`concurrency − running`); when none are free it waits for a slot.
  * Jobs run in a p-queue of `concurrency`. An unreachable or refusing proxy
- * means backoff (honouring Retry-After), never a crash and never a hot loop.
+ * means backoff (honouring Retry-After), never a crash and never a hot loop;
+ * a poll cut by an idle-cutting network is re-sent at once (PollPolicy). Jobs
+ * beyond what was asked for are released at once, never run (splitLease).
  */
 export class LeaseLoop {
   private _state: LifecycleState = 'idle';
@@ -40,7 +49,9 @@ export class LeaseLoop {
   private slotWaiter: (() => void) | undefined;
   private pollController = new AbortController();
   private loopDone: Promise<void> | undefined;
-  private readonly backoff: Backoff;
+  private readonly policy: PollPolicy;
+  /** Monotonic send time of the poll in flight, if one is. */
+  private pollSentAtMs: number | undefined;
   private readonly inflight = new Set<Promise<void>>();
   /** Lease calls made (for tests and the benchmark). */
   polls = 0;
@@ -50,13 +61,26 @@ export class LeaseLoop {
       api: LeaseApi;
       clock: Clock;
       log: Logger;
-      run: (job: LeasedJob, receivedAtMs: number) => Promise<void>;
+      /** Runs a leased job; `leasedAtMs` (monotonic) is when its TTL started counting (lease.ts leaseOriginMs). */
+      run: (job: LeasedJob, leasedAtMs: number) => Promise<void>;
       metrics?: AgentMetrics;
+      /** Called when a held poll was cut by the network: it had reached the proxy (readiness). */
+      onContact?: () => void;
     },
     private readonly opts: LeaseLoopOptions,
   ) {
     this.queue = new PQueue({ concurrency: opts.concurrency });
-    this.backoff = opts.backoff ?? new Backoff();
+    this.policy = new PollPolicy({ log: deps.log, ...(deps.metrics ? { metrics: deps.metrics } : {}) }, { waitMs: opts.waitMs, ...(opts.backoff ? { backoff: opts.backoff } : {}) });
+  }
+
+  /** Monotonic send time of the long poll in flight, or undefined between polls (readiness: a held poll is contact). */
+  get pollOpenSinceMs(): number | undefined {
+    return this.pollSentAtMs;
+  }
+
+  /** The long-poll hold in use (shorter than configured after repeated idle cuts). */
+  get waitMs(): number {
+    return this.policy.waitMs;
   }
 
   get state(): LifecycleState {
@@ -97,8 +121,12 @@ export class LeaseLoop {
         this.slotWaiter = undefined;
         continue;
       }
-      const startedAtMs = this.deps.clock.now();
+      const sentAtMs = this.deps.clock.monotonicMs();
+      const max = Math.min(free, 1000);
+      const waitMs = this.policy.nextWaitMs();
       let jobs: LeasedJob[];
+      let heldMs: number | undefined;
+      this.pollSentAtMs = sentAtMs;
       try {
         this.polls++;
         const res = await this.deps.api.lease(
@@ -107,35 +135,48 @@ export class LeaseLoop {
             hostname: this.opts.hostname,
             version: this.opts.version,
             resources: this.opts.resources,
-            max: Math.min(free, 1000),
-            waitMs: this.opts.waitMs,
+            max,
+            waitMs,
           },
           signal,
         );
         jobs = res.jobs;
+        heldMs = res.heldMs;
       } catch (err) {
+        this.pollSentAtMs = undefined;
         if (signal.aborted) break;
-        this.deps.metrics?.polls.inc({ outcome: 'error' });
-        await this.pause(err);
+        // An idle cut polls again at once; any other failure waits out the backoff.
+        const { cut, delayMs } = this.policy.failed(err, this.deps.clock.monotonicMs() - sentAtMs);
+        if (cut) this.deps.onContact?.();
+        if (delayMs > 0) await sleep(this.deps.clock, delayMs, signal).catch(() => undefined);
         continue;
       }
-      const receivedAtMs = this.deps.clock.now();
-      this.deps.metrics?.polls.inc({ outcome: 'ok' });
+      this.pollSentAtMs = undefined;
+      const answeredAtMs = this.deps.clock.monotonicMs();
       if (jobs.length > 0) this.deps.metrics?.leases.inc(jobs.length);
-      if (this.backoff.attempts > 0) this.deps.log.info('integration-proxy reachable again');
-      this.backoff.reset();
-      for (const job of jobs) this.dispatch(job, receivedAtMs);
-      // A proxy that answers empty at once must not turn this into a hot loop.
-      if (jobs.length === 0 && receivedAtMs - startedAtMs < 50 && this.opts.waitMs >= 1000) {
-        await sleep(this.deps.clock, 1000, signal).catch(() => undefined);
-      }
+      // Never more than asked for, never a lease too short to hold: the rest goes back at once, unrun.
+      const { run, release, refused } = splitLease(jobs, max);
+      if (release.length > 0 || refused.duplicate) this.refuse(release, refused, max);
+      // A lease's TTL counts from our send time + how long the proxy held the poll before it claimed.
+      const leasedAtMs = leaseOriginMs(sentAtMs, answeredAtMs, heldMs);
+      for (const job of run) this.dispatch(job, leasedAtMs);
+      const pauseMs = this.policy.answered(answeredAtMs - sentAtMs, waitMs, run.length, release.length);
+      if (pauseMs > 0) await sleep(this.deps.clock, pauseMs, signal).catch(() => undefined);
     }
   }
 
-  private dispatch(job: LeasedJob, receivedAtMs: number): void {
+  /** Gives refused jobs back at once so that the proxy can offer them elsewhere (no attempt spent); never runs them. */
+  private refuse(jobs: LeasedJob[], why: Record<string, number>, asked: number): void {
+    this.deps.log.warn('the integration-proxy sent jobs this agent cannot take; giving them back', { refused: why, asked });
+    if (jobs.length === 0) return;
+    const leases = jobs.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken }));
+    void releaseLeases({ api: this.deps.api, clock: this.deps.clock, log: this.deps.log }, leases, { agentId: this.opts.agentId, windowMs: REFUSED_RELEASE_WINDOW_MS });
+  }
+
+  private dispatch(job: LeasedJob, leasedAtMs: number): void {
     this.runningJobs++;
     const p = this.queue
-      .add(() => this.deps.run(job, receivedAtMs))
+      .add(() => this.deps.run(job, leasedAtMs))
       .catch((err: unknown) => {
         this.deps.log.error('job runner crashed', { jobId: job.id, error: (err as Error).message });
       })
@@ -145,16 +186,5 @@ export class LeaseLoop {
         this.slotWaiter?.();
       });
     this.inflight.add(p);
-  }
-
-  private async pause(err: unknown): Promise<void> {
-    const e = err instanceof OutpostError ? err : new OutpostError('internal', String(err));
-    const delayMs = this.backoff.next(e.retryAfterMs);
-    this.deps.metrics?.backoffs.inc({ call: 'lease' });
-    const fields = { code: e.code, error: e.message, retryInMs: delayMs, failures: this.backoff.attempts };
-    // Credentials and TLS problems need a human; an outage is expected now and then.
-    if (['unauthorized', 'forbidden', 'proxy_error', 'tls_error'].includes(e.code)) this.deps.log.error('lease request failed', fields);
-    else this.deps.log.warn('lease request failed', fields);
-    await sleep(this.deps.clock, delayMs, this.pollController.signal).catch(() => undefined);
   }
 }

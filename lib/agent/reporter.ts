@@ -3,7 +3,7 @@ import type { ResultItem, ResultsRequest, ResultsResponse } from '../protocol/sc
 import { Backoff } from '../util/backoff.js';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { OutpostError } from '../util/errors.js';
-import type { LeaseKeeper } from './leases.js';
+import type { Lease } from './lease.js';
 import type { AgentMetrics } from './metrics.js';
 
 /** The part of the protocol client the reporter uses. */
@@ -25,15 +25,21 @@ export interface ResultReporterOptions {
   backoff?: Backoff;
 }
 
+/** A result waiting to be sent, with the lease it belongs to. */
+interface Queued {
+  lease: Lease;
+  item: ResultItem;
+}
+
 /**
  * Sends job results, coalescing those that finish together into one
  * `results` call. A failed call is retried with backoff; a result is dropped
- * only when its lease is no longer ours (the keeper ended it), never because
- * the proxy was briefly away. The lease stays held, and heart-beaten, until
- * the proxy answers `accepted` or `lost`.
+ * only when its lease is no longer ours (lost, cancelled, past its fence),
+ * never because the proxy was briefly away. The lease stays held, and
+ * heart-beaten, until the proxy answers `accepted` or `lost`.
  */
 export class ResultReporter {
-  private queue: ResultItem[] = [];
+  private queue: Queued[] = [];
   private timer: TimerHandle | undefined;
   private loop: Promise<void> | undefined;
   private readonly backoff: Backoff;
@@ -46,7 +52,7 @@ export class ResultReporter {
   calls = 0;
 
   constructor(
-    private readonly deps: { api: ResultsApi; clock: Clock; log: Logger; keeper: LeaseKeeper; metrics?: AgentMetrics },
+    private readonly deps: { api: ResultsApi; clock: Clock; log: Logger; metrics?: AgentMetrics },
     private readonly opts: ResultReporterOptions,
   ) {
     this.backoff = opts.backoff ?? new Backoff();
@@ -57,12 +63,14 @@ export class ResultReporter {
     return this.queue.length + (this.loop ? 1 : 0);
   }
 
-  /** Queues a result; marks its lease as reporting so a drain does not release it. */
-  submit(item: ResultItem): void {
-    const lease = this.deps.keeper.get(item.jobId);
-    if (!lease || lease.job.leaseToken !== item.leaseToken) return;
-    lease.phase = 'reporting';
-    this.queue.push(item);
+  /**
+   * Queues the result of `lease`'s job; its lease moves to `reporting`, so a
+   * drain does not release it. Ignored when the lease has nothing to report
+   * any more (released, gone, past its fence) or already reported.
+   */
+  submit(lease: Lease, item: ResultItem): void {
+    if (item.jobId !== lease.job.id || item.leaseToken !== lease.job.leaseToken || !lease.startReporting()) return;
+    this.queue.push({ lease, item });
     this.waitingSinceMs ??= this.deps.clock.now();
     this.schedule();
   }
@@ -125,15 +133,15 @@ export class ResultReporter {
   private async run(): Promise<void> {
     const signal = this.stopController.signal;
     while (this.queue.length > 0 && !signal.aborted) {
-      // Drop results whose lease ended (lost, cancelled, fenced): the proxy would refuse them.
-      this.queue = this.queue.filter((r) => this.deps.keeper.get(r.jobId)?.job.leaseToken === r.leaseToken);
+      // Drop results whose lease is no longer ours (lost, cancelled, past its fence): none goes out after that.
+      this.queue = this.queue.filter((q) => q.lease.live());
       if (this.queue.length === 0) break;
       const batch = this.queue.slice(0, this.singles ? 1 : (this.opts.maxBatch ?? 1000));
       // Everything waiting is in this call: the next result to queue starts a new window.
       if (batch.length === this.queue.length) this.waitingSinceMs = undefined;
       try {
         this.calls++;
-        const res = await this.deps.api.results({ agentId: this.opts.agentId, results: batch }, signal);
+        const res = await this.deps.api.results({ agentId: this.opts.agentId, results: batch.map((q) => q.item) }, signal);
         this.backoff.reset();
         const wasSingles = this.singles;
         this.singles = false;
@@ -152,15 +160,14 @@ export class ResultReporter {
     }
   }
 
-  private settle(batch: ResultItem[], res: ResultsResponse): void {
+  private settle(batch: Queued[], res: ResultsResponse): void {
     const status = new Map(res.results.map((r) => [r.jobId, r.status]));
     const sent = new Set(batch);
-    this.queue = this.queue.filter((r) => !sent.has(r));
-    for (const item of batch) {
-      const s = status.get(item.jobId);
-      if (s === 'lost') this.deps.log.warn('result refused: the lease was lost', { jobId: item.jobId });
-      const lease = this.deps.keeper.get(item.jobId);
-      if (lease?.job.leaseToken === item.leaseToken) this.deps.keeper.remove(item.jobId);
+    this.queue = this.queue.filter((q) => !sent.has(q));
+    for (const { lease, item } of batch) {
+      if (status.get(item.jobId) === 'lost') this.deps.log.warn('result refused: the lease was lost', { jobId: item.jobId });
+      // Answered either way: the job is the proxy's again.
+      lease.end();
     }
   }
 
@@ -169,26 +176,31 @@ export class ResultReporter {
    * Several items: send them one by one to find the culprit. One success:
    * report it as failed instead, so the job still ends. Returns false to back off.
    */
-  private reject(batch: ResultItem[], e: OutpostError): boolean {
+  private reject(batch: Queued[], e: OutpostError): boolean {
     if (batch.length > 1) {
       this.singles = true;
       return true;
     }
-    const item = batch[0]!;
-    const idx = this.queue.indexOf(item);
+    const queued = batch[0]!;
+    const { item } = queued;
+    const idx = this.queue.indexOf(queued);
     if (item.outcome === 'succeeded' && idx >= 0) {
       const code = e.code === 'too_large' ? 'too_large' : 'invalid_request';
       this.queue[idx] = {
-        jobId: item.jobId,
-        leaseToken: item.leaseToken,
-        outcome: 'failed',
-        error: { code, message: `the integration-proxy refused the result: ${e.message}`.slice(0, 4000), retryable: false },
+        lease: queued.lease,
+        item: {
+          jobId: item.jobId,
+          leaseToken: item.leaseToken,
+          outcome: 'failed',
+          error: { code, message: `the integration-proxy refused the result: ${e.message}`.slice(0, 4000), retryable: false },
+        },
       };
       return true;
     }
     this.deps.log.error('the integration-proxy refused a result; dropping it', { jobId: item.jobId, code: e.code, error: e.message });
     if (idx >= 0) this.queue.splice(idx, 1);
-    this.deps.keeper.remove(item.jobId);
+    // Nothing more can be said for it: the lease expires on the proxy and the job runs again.
+    queued.lease.end();
     return true;
   }
 }

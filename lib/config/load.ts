@@ -30,7 +30,9 @@ export function loadConvict<T>(schema: convict.Schema<T>, opts: LoadOptions = {}
     try {
       cfg.loadFile(opts.file);
     } catch (err) {
-      throw new OutpostError('config_error', `cannot read config file ${opts.file}: ${(err as Error).message}`);
+      // Not the parser's text: Node's JSON.parse message quotes the file around the error, which may be a token.
+      const why = err instanceof SyntaxError ? 'not valid JSON' : ((err as NodeJS.ErrnoException).code ?? 'unreadable');
+      throw new OutpostError('config_error', `cannot read config file ${opts.file}: ${why}`);
     }
   }
   if (opts.overrides) cfg.load(opts.overrides as Partial<T>);

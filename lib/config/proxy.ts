@@ -27,6 +27,52 @@ export interface ProxyConfig {
   log: { level: string; format: 'json' | 'pretty' };
   /** Largest accepted request body. Default 4 MiB (env PROXY_BODY_LIMIT_BYTES). */
   bodyLimitBytes: number;
+  /** What one pool or token can make the proxy hold; each refusal is a 429 `rate_limited` or 413 `too_large`. */
+  quotas: ProxyQuotas;
+  /** How long finished jobs and offline agents are kept. */
+  retention: ProxyRetention;
+  /** A job still queued this long after enqueue ends `failed`/`expired`, unless it names its own. Default 24 h (env PROXY_QUEUE_TIMEOUT_MS). */
+  queueTimeoutMs: number;
+  /** Time a client has to send a whole request (headers and body); slower clients are dropped. Default 30 000 ms (env PROXY_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: number;
+  /**
+   * Accept job types this proxy does not know (for agents newer than the
+   * proxy); their payload and resource are not checked. Default false: an
+   * unknown type is 400 at enqueue (env PROXY_ACCEPT_UNKNOWN_TYPES).
+   */
+  acceptUnknownTypes: boolean;
+}
+
+/** Quotas (config `quotas.*`). */
+export interface ProxyQuotas {
+  /** Agents remembered per pool; a new agentId beyond it replaces the oldest offline one, or gets 429. Default 1 000. */
+  agentsPerPool: number;
+  /** Parked lease polls per pool on one replica. Default 1 000. */
+  parkedPollsPerPool: number;
+  /** Output bytes stored for one job (413 beyond). Default 1 GiB. */
+  outputBytesPerJob: number;
+  /** Output bytes stored per pool, all jobs kept together (413 beyond). Default 8 GiB. */
+  outputBytesPerPool: number;
+  /** Queued jobs per pool (429 beyond). Default 100 000. */
+  queuedJobsPerPool: number;
+  /** Requests per token per `requestWindowMs` (429 beyond). Default 3 000. */
+  requestsPerToken: number;
+  /** The window of `requestsPerToken`. Default 1 000 ms. */
+  requestWindowMs: number;
+  /** Bytes of what an agent says about itself (hostname, version, resources) stored per agent (413 beyond). Default 8 KiB. */
+  agentInfoBytes: number;
+}
+
+/** Retention (config `retention.*`). */
+export interface ProxyRetention {
+  /** Finished jobs and their output are deleted this long after they finished. Default 7 days. */
+  finishedJobsMs: number;
+  /** Agents not seen for this long are deleted. Default 7 days. */
+  offlineAgentsMs: number;
+  /** Period of the sweep (retention and queued-job expiry). Default 10 000 ms. */
+  sweepIntervalMs: number;
+  /** Rows deleted per statement: a sweep never holds the store for long. Default 1 000. */
+  batchSize: number;
 }
 
 const positiveInt = (name: string) => (v: unknown) => {
@@ -87,6 +133,25 @@ const schema: convict.Schema<ProxyConfig> = {
     default: 4 * 1024 * 1024,
     env: 'PROXY_BODY_LIMIT_BYTES',
   },
+  quotas: {
+    agentsPerPool: { doc: 'Agents per pool', format: positiveInt('quotas.agentsPerPool'), default: 1000, env: 'PROXY_QUOTA_AGENTS_PER_POOL' },
+    parkedPollsPerPool: { doc: 'Parked polls per pool (per replica)', format: positiveInt('quotas.parkedPollsPerPool'), default: 1000, env: 'PROXY_QUOTA_PARKED_POLLS_PER_POOL' },
+    outputBytesPerJob: { doc: 'Output bytes per job', format: positiveInt('quotas.outputBytesPerJob'), default: 1024 ** 3, env: 'PROXY_QUOTA_OUTPUT_BYTES_PER_JOB' },
+    outputBytesPerPool: { doc: 'Output bytes per pool', format: positiveInt('quotas.outputBytesPerPool'), default: 8 * 1024 ** 3, env: 'PROXY_QUOTA_OUTPUT_BYTES_PER_POOL' },
+    queuedJobsPerPool: { doc: 'Queued jobs per pool', format: positiveInt('quotas.queuedJobsPerPool'), default: 100_000, env: 'PROXY_QUOTA_QUEUED_JOBS_PER_POOL' },
+    requestsPerToken: { doc: 'Requests per token per window', format: positiveInt('quotas.requestsPerToken'), default: 3000, env: 'PROXY_QUOTA_REQUESTS_PER_TOKEN' },
+    requestWindowMs: { doc: 'Window of requestsPerToken', format: positiveInt('quotas.requestWindowMs'), default: 1000, env: 'PROXY_QUOTA_REQUEST_WINDOW_MS' },
+    agentInfoBytes: { doc: 'Stored bytes of an agent description', format: positiveInt('quotas.agentInfoBytes'), default: 8192, env: 'PROXY_QUOTA_AGENT_INFO_BYTES' },
+  },
+  retention: {
+    finishedJobsMs: { doc: 'Keep finished jobs', format: positiveInt('retention.finishedJobsMs'), default: 7 * 86_400_000, env: 'PROXY_RETENTION_FINISHED_JOBS_MS' },
+    offlineAgentsMs: { doc: 'Keep offline agents', format: positiveInt('retention.offlineAgentsMs'), default: 7 * 86_400_000, env: 'PROXY_RETENTION_OFFLINE_AGENTS_MS' },
+    sweepIntervalMs: { doc: 'Sweep period', format: positiveInt('retention.sweepIntervalMs'), default: 10_000, env: 'PROXY_RETENTION_SWEEP_INTERVAL_MS' },
+    batchSize: { doc: 'Rows per delete', format: positiveInt('retention.batchSize'), default: 1000, env: 'PROXY_RETENTION_BATCH_SIZE' },
+  },
+  queueTimeoutMs: { doc: 'Default queue timeout of a job', format: positiveInt('queueTimeoutMs'), default: 86_400_000, env: 'PROXY_QUEUE_TIMEOUT_MS' },
+  requestTimeoutMs: { doc: 'Time to receive a whole request', format: positiveInt('requestTimeoutMs'), default: 30_000, env: 'PROXY_REQUEST_TIMEOUT_MS' },
+  acceptUnknownTypes: { doc: 'Accept job types this proxy does not know', format: Boolean, default: false, env: 'PROXY_ACCEPT_UNKNOWN_TYPES' },
 };
 
 /**

@@ -1,6 +1,14 @@
 import type { Logger } from '../log/index.js';
 import type { Clock } from '../util/clock.js';
 import type {
+  AccountIdPayload,
+  AccountListingResult,
+  AccountRecord,
+  CreateAccountPayload,
+  CreateAccountResult,
+  ListGrantsPayload,
+  SetPasswordPayload,
+  UpdateAccountPayload,
   ChangeResult,
   CheckResult,
   GrantPayload,
@@ -40,12 +48,32 @@ export interface Connector {
   /** The resource kind, e.g. `ldap`, `postgres`. */
   readonly kind: string;
   checkResource(payload: Record<string, never>, ctx: OperationContext): Promise<CheckResult>;
-  listAccounts(payload: ListAccountsPayload, ctx: OperationContext): Promise<ListingResult>;
+  /** With `since`, only what changed after that cursor (see AccountListingResult). */
+  listAccounts(payload: ListAccountsPayload, ctx: OperationContext): Promise<AccountListingResult | ListingResult>;
   listEntitlements(payload: Record<string, never>, ctx: OperationContext): Promise<ListingResult>;
-  listGrants(payload: Record<string, never>, ctx: OperationContext): Promise<ListingResult>;
+  /** With `nested: true`, effective grants through nested groups (and AD primary groups), each with `via`. */
+  listGrants(payload: ListGrantsPayload, ctx: OperationContext): Promise<ListingResult>;
+  /**
+   * Grant and revoke accept only what listEntitlements would list (one
+   * definition of an entitlement per dialect, narrowed by the resource's
+   * `entitlements` allow-list); anything else is a non-retryable `forbidden`
+   * naming the rule, checked before anything is written.
+   */
   grant(payload: GrantPayload, ctx: OperationContext): Promise<ChangeResult>;
   revoke(payload: GrantPayload, ctx: OperationContext): Promise<ChangeResult>;
+  /** Acts only on what listAccounts would list (LDAP: never the base entry or a container); else `forbidden`. */
   setAccountEnabled(payload: SetAccountEnabledPayload, ctx: OperationContext): Promise<ChangeResult>;
+  // ---- the account lifecycle (issue 12): optional, a kind without the concept leaves it out (`unknown_type`) ----
+  /** The account record as in listAccounts; `not_found` (non-retryable) when absent. */
+  getAccount?(payload: AccountIdPayload, ctx: OperationContext): Promise<AccountRecord>;
+  /** Idempotent: the same identity existing already → `changed: false`. */
+  createAccount?(payload: CreateAccountPayload, ctx: OperationContext): Promise<CreateAccountResult>;
+  /** Only attributes allow-listed in the resource config; never password, objectClass or the naming attribute. */
+  updateAccount?(payload: UpdateAccountPayload, ctx: OperationContext): Promise<ChangeResult>;
+  /** Absent → `changed: false`. */
+  deleteAccount?(payload: AccountIdPayload, ctx: OperationContext): Promise<ChangeResult>;
+  /** `password` arrives opened (the dispatcher opens sealed boxes and registers the value for log redaction). */
+  setPassword?(payload: SetPasswordPayload & { password: string }, ctx: OperationContext): Promise<ChangeResult>;
   /** Kind-specific job types, keyed by job type (`ldap.search`, `sql.query`). */
   readonly extra: Readonly<Record<string, Operation<any, unknown>>>;
   /** Closes pooled connections (unbind, pool destroy). Idempotent. */
@@ -76,5 +104,10 @@ export const IDENTITY_OPERATIONS = [
   'grant',
   'revoke',
   'setAccountEnabled',
+  'getAccount',
+  'createAccount',
+  'updateAccount',
+  'deleteAccount',
+  'setPassword',
 ] as const;
 export type IdentityOperation = (typeof IDENTITY_OPERATIONS)[number];

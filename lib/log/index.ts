@@ -1,8 +1,10 @@
 import { createLogger as createWinston, format, transports, type Logger } from 'winston';
-import type Transport from 'winston-transport';
+import Transport from 'winston-transport';
+import { redactDeep } from '../util/redact.js';
 /** winston's level key on an info object (triple-beam's LEVEL). */
 const LEVEL = Symbol.for('level');
-import { redact, redactDeep } from '../util/redact.js';
+/** winston's formatted line on an info object (triple-beam's MESSAGE). */
+const MESSAGE = Symbol.for('message');
 
 export type { Logger } from 'winston';
 
@@ -12,21 +14,24 @@ export interface LogOptions {
   level?: string;
   /** `json` (one object a line, the default) or `pretty` for a terminal. */
   format?: 'json' | 'pretty';
-  /** Where lines go. Default: stdout. Tests pass a stream to capture lines. */
+  /**
+   * Where lines go. Default: stdout, falling back to stderr once stdout fails
+   * (a closed pipe: `agent start | head -1`). Tests pass a stream to capture lines.
+   */
   stream?: NodeJS.WritableStream;
   /** Fields on every line, such as `{ component: 'agent', agentId }`. */
   defaultMeta?: Record<string, unknown>;
 }
 
 /**
- * Redaction runs last over the whole info object: every string (message,
- * metadata, error text) is cleaned of registered secrets and credential
- * patterns before any transport sees it.
+ * Redaction runs last over the whole info object before any transport sees
+ * it: values under secret-looking keys are replaced, every string loses the
+ * registered secrets, and the message, error texts and URL fields also lose
+ * credential patterns (lib/util/redact.ts; linear time on any input).
  */
 const redactFormat = format((info) => {
   const cleaned = redactDeep({ ...info }) as Record<string, unknown>;
   for (const key of Object.keys(cleaned)) (info as Record<string, unknown>)[key] = cleaned[key];
-  if (typeof info.message === 'string') info.message = redact(info.message);
   return info;
 });
 
@@ -39,9 +44,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
     opts.format === 'pretty'
       ? format.combine(levelGate(), format.timestamp(), redactFormat(), format.colorize(), format.printf(prettyLine))
       : format.combine(levelGate(), format.timestamp(), format.errors({ stack: false }), redactFormat(), format.json());
-  const transport: Transport = opts.stream
-    ? new transports.Stream({ stream: opts.stream })
-    : new transports.Console();
+  const transport = new LineStreams(opts.stream ? [opts.stream] : [process.stdout, process.stderr]);
   const logger: Logger = createWinston({
     level: opts.level ?? 'info',
     format: output,
@@ -49,6 +52,47 @@ export function createLogger(opts: LogOptions = {}): Logger {
     transports: [transport],
   });
   return logger;
+}
+
+/**
+ * Writes each line to the first stream that has not failed. A write error
+ * (EPIPE once the reader of a pipe is gone) marks that stream dead and moves
+ * on to the next, saying so once there; with none left, lines are dropped.
+ * Never retries a dead stream and never throws: logging must not spin or take
+ * the process down (winston's Console transport leaves the error unhandled, and
+ * a handler that logs it writes to the same dead pipe again).
+ */
+class LineStreams extends Transport {
+  private readonly failed = new Set<NodeJS.WritableStream>();
+
+  constructor(private readonly outputs: NodeJS.WritableStream[]) {
+    super();
+    for (const s of new Set(outputs)) s.on('error', (err: NodeJS.ErrnoException) => this.fail(s, err));
+  }
+
+  override log(info: Record<string | symbol, unknown>, next: () => void): void {
+    this.writeLine(`${String(info[MESSAGE])}\n`);
+    next();
+  }
+
+  private writeLine(line: string): void {
+    const s = this.outputs.find((x) => !this.failed.has(x) && !(x as { destroyed?: boolean }).destroyed);
+    if (!s) return;
+    try {
+      s.write(line);
+    } catch (err) {
+      this.fail(s, err as NodeJS.ErrnoException);
+    }
+  }
+
+  private fail(stream: NodeJS.WritableStream, err: NodeJS.ErrnoException): void {
+    if (this.failed.has(stream)) return;
+    this.failed.add(stream);
+    const i = this.outputs.indexOf(stream);
+    if (i >= 0 && i < this.outputs.length - 1) {
+      this.writeLine(`${JSON.stringify({ level: 'warn', message: 'log output failed; writing to the next stream', code: err.code ?? 'error', stream: i })}\n`);
+    }
+  }
 }
 
 function prettyLine(info: Record<string, unknown>): string {

@@ -11,7 +11,8 @@ const errors = {
   '400': { description: 'invalid_request', ...json('ErrorBody') },
   '401': { description: 'unauthorized', ...json('ErrorBody') },
   '403': { description: 'forbidden', ...json('ErrorBody') },
-  '413': { description: 'too_large', ...json('ErrorBody') },
+  '413': { description: 'too_large (also: an output or agent-description quota)', ...json('ErrorBody') },
+  '429': { description: 'rate_limited, with Retry-After: a quota (requests per token, agents, parked polls, queued jobs per pool)', ...json('ErrorBody') },
   '503': { description: 'unavailable (with Retry-After)', ...json('ErrorBody') },
 };
 const notFound = { '404': { description: 'not_found (also for a job of another pool)', ...json('ErrorBody') } };
@@ -37,9 +38,19 @@ export function buildOpenApi(): OpenApiDocument {
   return {
     openapi: '3.1.0',
     info: { title: 'Outpost integration-proxy', version: String(PROTOCOL_VERSION) },
-    components: { schemas, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    components: { schemas, securitySchemes: {
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'A pool token (`integration-proxy token create`) or the configured admin token. Roles: an agent token may use only /v1/agent/*; ' +
+            'an admin token only the job side (/v1/jobs*, /v1/agents) of its pool, never /v1/agent/*; a viewer token only GET on the job side. ' +
+            'Every request but /healthz, /readyz, /, /openapi.json and /metrics is authenticated before its body is read: 401 without a valid ' +
+            '(unrevoked, unexpired) token, 403 for the wrong role. /metrics needs no token but shows pool labels only to an admin or viewer token.',
+        },
+      } },
     paths: {
-      '/v1/agent/lease': post('Long-poll for jobs (agent token)', 'LeaseRequest', 'LeaseResponse'),
+      '/v1/agent/lease': post('Long-poll for jobs (agent token); a non-empty answer carries heldMs, the hold before the claim', 'LeaseRequest', 'LeaseResponse'),
       '/v1/agent/heartbeat': post('Renew leases (agent token)', 'HeartbeatRequest', 'HeartbeatResponse'),
       '/v1/agent/results': post('Report results (agent token)', 'ResultsRequest', 'ResultsResponse'),
       '/v1/agent/release': post('Give leases back, spending no attempt (agent token)', 'ReleaseRequest', 'ReleaseResponse'),
@@ -51,10 +62,10 @@ export function buildOpenApi(): OpenApiDocument {
         parameters: [idParam],
       },
       '/v1/jobs': {
-        ...post('Enqueue a job (admin token)', 'EnqueueRequest', 'EnqueueResponse', notFound, '201'),
+        ...post('Enqueue a job (admin token); 400 names the field of an unknown type or a payload that does not match; warnings when no agent serves the resource', 'EnqueueRequest', 'EnqueueResponse', notFound, '201'),
         get: {
-          summary: 'List jobs, newest first (admin token)',
-          parameters: [q('pool'), q('status'), q('limit', 'integer')],
+          summary: 'One page of jobs, newest first (admin token): pass nextCursor back as cursor; null on the last page',
+          parameters: [q('pool'), q('status'), q('limit', 'integer'), q('cursor')],
           responses: { '200': { description: 'OK', ...json('JobList') }, ...errors },
         },
       },
@@ -82,9 +93,15 @@ export function buildOpenApi(): OpenApiDocument {
       },
       '/v1/agents': {
         get: {
-          summary: 'Agents of a pool (a bare array)',
-          parameters: [q('pool')],
-          responses: { '200': { description: 'OK', ...json('AgentList') }, ...errors },
+          summary: 'Agents of a pool: with limit or cursor one page {agents, nextCursor}; without, a bare array of the first 1 000 (deprecated; X-Next-Cursor names the rest)',
+          parameters: [q('pool'), q('limit', 'integer'), q('cursor')],
+          responses: {
+            '200': {
+              description: 'OK',
+              content: { 'application/json': { schema: { oneOf: [ref('AgentPage'), ref('AgentList')] } } },
+            },
+            ...errors,
+          },
         },
       },
       '/healthz': { get: { summary: 'Liveness', responses: { '200': { description: 'OK' } } } },

@@ -54,7 +54,19 @@ export const LeasedJob = Type.Object({
 });
 export type LeasedJob = Static<typeof LeasedJob>;
 
-export const LeaseResponse = Type.Object({ jobs: Type.Array(LeasedJob) });
+export const LeaseResponse = Type.Object({
+  jobs: Type.Array(LeasedJob),
+  /**
+   * How long the proxy held this poll before it claimed the jobs (ms, from the
+   * request's arrival). The agent counts each lease's TTL from its send time +
+   * heldMs, so a process frozen after the claim cannot outlive the proxy's
+   * expiry. Optional: absent from older proxies (the agent then counts from
+   * when it read the answer) and from empty answers.
+   */
+  heldMs: Type.Optional(
+    Type.Integer({ minimum: 0, description: 'ms the proxy held the poll before it claimed these jobs; the agent fences at send time + heldMs + leaseTtlMs − margin' }),
+  ),
+});
 export type LeaseResponse = Static<typeof LeaseResponse>;
 
 export const LeaseRef = Type.Object({ jobId: Id, leaseToken: LeaseToken }, Strict);
@@ -133,6 +145,8 @@ export const JobStatus = Type.Union([
 ]);
 export type JobStatus = Static<typeof JobStatus>;
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
+/** Longest `queueTimeoutMs`, and farthest `expiresAt` from now: 30 days. */
+export const MAX_QUEUE_TIMEOUT_MS = 30 * 86_400_000;
 
 export const EnqueueRequest = Type.Object(
   {
@@ -143,12 +157,17 @@ export const EnqueueRequest = Type.Object(
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 24 * 3600_000 })),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    /** A job still queued at this time ends `failed` with code `expired` (ISO 8601, at most 30 days ahead). */
+    expiresAt: Type.Optional(Type.String({ format: 'date-time', maxLength: 64 })),
+    /** As `expiresAt`, counted from enqueue. Default: the proxy's `queueTimeoutMs` (24 h). */
+    queueTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_QUEUE_TIMEOUT_MS })),
   },
   Strict,
 );
 export type EnqueueRequest = Static<typeof EnqueueRequest>;
 
-export const EnqueueResponse = Type.Object({ id: Id, status: JobStatus });
+/** `warnings`: things that let the job wait forever, e.g. `no agent of pool P serves resource R`. */
+export const EnqueueResponse = Type.Object({ id: Id, status: JobStatus, warnings: Type.Optional(Type.Array(Type.String())) });
 export type EnqueueResponse = Static<typeof EnqueueResponse>;
 
 export const BatchEnqueueRequest = Type.Object(
@@ -177,10 +196,14 @@ export const JobView = Type.Object({
   createdAt: Timestamp,
   startedAt: Timestamp,
   finishedAt: Timestamp,
+  expiresAt: Type.Optional(Timestamp),
 });
 export type JobView = Static<typeof JobView>;
 
-export const JobList = Type.Object({ jobs: Type.Array(JobView) });
+/** A page cursor: opaque, pass it back as `?cursor=`; null on the last page. */
+export const NextCursor = Type.Union([Type.String(), Type.Null()]);
+
+export const JobList = Type.Object({ jobs: Type.Array(JobView), nextCursor: Type.Optional(NextCursor) });
 export type JobList = Static<typeof JobList>;
 
 export const AgentView = Type.Object({
@@ -195,13 +218,18 @@ export const AgentView = Type.Object({
 });
 export type AgentView = Static<typeof AgentView>;
 
-/** `GET /v1/agents` answers a bare array (DESIGN). */
+/** `GET /v1/agents` without `limit`/`cursor` answers a bare array (DESIGN; its first page only, deprecated). */
 export const AgentList = Type.Array(AgentView);
 export type AgentList = Static<typeof AgentList>;
+
+/** `GET /v1/agents?limit=&cursor=`: one page. */
+export const AgentPage = Type.Object({ agents: Type.Array(AgentView), nextCursor: NextCursor });
+export type AgentPage = Static<typeof AgentPage>;
 
 /** Every named schema, for the OpenAPI document. */
 export const ALL_SCHEMAS: Record<string, TSchema> = {
   ErrorBody, JobError, LeaseRequest, LeasedJob, LeaseResponse, LeaseRef, HeartbeatRequest, HeartbeatResponse,
   OutputRequest, OutputResponse, ResultItem, ResultsRequest, ResultsResponse, ReleaseRequest, ReleaseResponse,
   EnqueueRequest, EnqueueResponse, BatchEnqueueRequest, BatchEnqueueResponse, JobView, JobList, AgentView, AgentList,
+  AgentPage,
 };

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Clock, TimerHandle } from '../util/clock.js';
 import { fullJitterDelayMs } from '../util/backoff.js';
 import type { Logger } from '../log/index.js';
-import { NOTIFY_CHANNEL, parseNotifyPayload } from './store/events.js';
+import { NOTIFY_CHANNEL, TOKENS_CHANNEL, parseNotifyPayload } from './store/events.js';
 
 export interface ListenerDeps {
   clock: Clock;
@@ -13,6 +13,8 @@ export interface ListenerDeps {
   replicaId: string;
   /** Wakes local waiters. */
   available(pool: string, resources: Array<string | null>): void;
+  /** A token was revoked (by any process): drop cached tokens. */
+  tokensChanged?(): void;
 }
 
 /**
@@ -37,6 +39,7 @@ export class ReplicaListener {
     const client = this.deps.connect();
     this.client = client;
     client.on('notification', (msg) => {
+      if (msg.channel === TOKENS_CHANNEL) return this.deps.tokensChanged?.();
       const n = msg.channel === NOTIFY_CHANNEL && msg.payload ? parseNotifyPayload(msg.payload) : null;
       if (n && n.replicaId !== this.deps.replicaId) this.deps.available(n.pool, n.resources);
     });
@@ -47,6 +50,7 @@ export class ReplicaListener {
     client.on('end', () => this.reconnectLater(client));
     await client.connect();
     await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
+    if (this.deps.tokensChanged) await client.query(`LISTEN ${TOKENS_CHANNEL}`);
     this.failures = 0;
   }
 

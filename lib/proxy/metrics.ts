@@ -1,12 +1,15 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AgentView } from '../protocol/schemas.js';
 import type { PoolCount } from './store/stats.js';
+import type { QuotaName } from './store/jobs.js';
 
 /** Where the scrape-time gauges read from. */
 export interface ProxyMetricSources {
   queueDepth(): Promise<PoolCount[]>;
   parkedPolls(): number;
-  agents(): Promise<AgentView[]>;
+  /** Agents online per pool. */
+  agentsOnline(): Promise<Array<{ pool: string; n: number }>>;
+  /** Stored output bytes per pool. */
+  outputBytes?(): Promise<Array<{ pool: string; n: number }>>;
 }
 
 /** The proxy's Prometheus metrics, served at `GET /metrics`. */
@@ -16,24 +19,48 @@ export interface ProxyMetrics {
   readonly expiries: Counter;
   /** HTTP answers by route and status code. */
   readonly requests: Counter<'route' | 'status'>;
+  /** Requests refused by a quota (429 / 413), by quota. */
+  readonly quotaRefusals: Counter<'quota'>;
+  /** Rows deleted by the retention sweep, by kind (jobs, agents). */
+  readonly retentionDeleted: Counter<'kind'>;
+  /** Queued jobs that reached their expiry and ended failed/expired. */
+  readonly jobsExpired: Counter;
+}
+
+/**
+ * `fn` with one call in flight at a time, shared by concurrent callers: 16
+ * scrapes at once cost one set of queries, and no answer is older than the
+ * scrape that asked (no cache beyond the call).
+ */
+function shared<T>(fn: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined;
+  return () => {
+    if (!running) running = fn().finally(() => (running = undefined));
+    return running;
+  };
 }
 
 /**
  * Builds the registry (composition root only). Queue depth, parked polls and
- * agents online are gauges computed when Prometheus scrapes, so the hot path
- * pays nothing for them; a failing store read leaves them at their last value.
+ * agents online are gauges computed when Prometheus scrapes, from indexed
+ * counts (see StatsStore), shared by concurrent scrapes, so a scrape is
+ * cheap at any store size and the hot path pays nothing; a failing store read
+ * leaves them at their last value.
  */
 export function createProxyMetrics(sources: ProxyMetricSources): ProxyMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  const queueDepth = shared(() => sources.queueDepth());
+  const agentsOnline = shared(() => sources.agentsOnline());
+  const outputBytes = sources.outputBytes ? shared(sources.outputBytes) : null;
   new Gauge({
     name: 'outpost_proxy_queue_depth',
     help: 'Open jobs per pool and status (queued, leased)',
     labelNames: ['pool', 'status'],
     registers,
     async collect() {
-      const rows = await sources.queueDepth().catch(() => null);
+      const rows = await queueDepth().catch(() => null);
       if (!rows) return;
       this.reset();
       for (const r of rows) this.set({ pool: r.pool, status: r.status }, r.n);
@@ -53,17 +80,50 @@ export function createProxyMetrics(sources: ProxyMetricSources): ProxyMetrics {
     labelNames: ['pool'],
     registers,
     async collect() {
-      const agents = await sources.agents().catch(() => null);
-      if (!agents) return;
+      const rows = await agentsOnline().catch(() => null);
+      if (!rows) return;
       this.reset();
-      const online = new Map<string, number>();
-      for (const a of agents) online.set(a.pool, (online.get(a.pool) ?? 0) + (a.status === 'online' ? 1 : 0));
-      for (const [pool, n] of online) this.set({ pool }, n);
+      for (const r of rows) this.set({ pool: r.pool }, r.n);
     },
   });
+  if (outputBytes) {
+    new Gauge({
+      name: 'outpost_proxy_output_bytes',
+      help: 'Output bytes stored per pool (checked against quotas.outputBytesPerPool)',
+      labelNames: ['pool'],
+      registers,
+      async collect() {
+        const rows = await outputBytes().catch(() => null);
+        if (!rows) return;
+        this.reset();
+        for (const r of rows) this.set({ pool: r.pool }, r.n);
+      },
+    });
+  }
+  const quotaRefusals = new Counter({
+    name: 'outpost_proxy_quota_refusals_total',
+    help: 'Requests refused by a quota (429 rate_limited or 413 too_large), by quota',
+    labelNames: ['quota'],
+    registers,
+  });
+  // Every quota shows up at 0 from the first scrape, so alerts can use rate() at once.
+  for (const q of QUOTAS) quotaRefusals.inc({ quota: q }, 0);
   return {
     registry,
     expiries: new Counter({ name: 'outpost_proxy_lease_expiries_total', help: 'Leases expired by the reaper', registers }),
     requests: new Counter({ name: 'outpost_proxy_http_requests_total', help: 'HTTP answers by route and status', labelNames: ['route', 'status'], registers }),
+    quotaRefusals,
+    retentionDeleted: new Counter({ name: 'outpost_proxy_retention_deleted_total', help: 'Rows deleted by the retention sweep, by kind', labelNames: ['kind'], registers }),
+    jobsExpired: new Counter({ name: 'outpost_proxy_jobs_expired_total', help: 'Queued jobs that reached expiresAt and ended failed/expired', registers }),
   };
 }
+
+const QUOTAS: readonly QuotaName[] = [
+  'agents_per_pool',
+  'agent_info_bytes',
+  'parked_polls_per_pool',
+  'output_bytes_per_job',
+  'output_bytes_per_pool',
+  'queued_jobs_per_pool',
+  'requests_per_token',
+];

@@ -15,15 +15,21 @@ import type { StoreEvents } from './store/events.js';
 import { LeaseStore } from './store/leases.js';
 import { JobStore } from './store/jobs.js';
 import { OutputStore } from './store/output.js';
-import { TokenStore } from './store/tokens.js';
+import { TokenStore, type TokenInfo, type TokenRole } from './store/tokens.js';
 import { AgentStore } from './store/agents.js';
 import { Waiters } from './waiters.js';
 import { JobWatch } from './watch.js';
 import { ReplicaListener } from './listener.js';
 import { Authenticator } from './http/auth.js';
 import { registerRoutes } from './http/app.js';
+import { clientErrorHandler, frameworkErrors, MAX_PARAM_LENGTH } from './http/errors.js';
 import { StatsStore } from './store/stats.js';
 import { createProxyMetrics } from './metrics.js';
+import { RetentionStore } from './store/retention.js';
+import { QueuedQuota } from './store/queued.js';
+import type { QuotaName } from './store/jobs.js';
+import { Sweeper } from './sweeper.js';
+import { registerRateLimit } from './http/rate-limit.js';
 
 /** The reference integration-proxy (DESIGN "integration-proxy"). */
 export interface ProxyServer {
@@ -35,8 +41,14 @@ export interface ProxyServer {
   start(): Promise<void>;
   /** Idempotent: answers parked polls with `{jobs: []}`, closes the server and the store. */
   stop(): Promise<void>;
-  /** Makes a pool token (as `token create` does); returns it once. Works before start(). */
-  createToken(opts: { pool: string; admin?: boolean }): Promise<string>;
+  /** Makes a pool token (as `token create` does); returns it once. Works before start(). `admin: true` is role admin. */
+  createToken(opts: { pool: string; admin?: boolean; role?: TokenRole; expiresAtMs?: number | null }): Promise<string>;
+  /** As createToken, with the token's id. */
+  issueToken(opts: { pool: string; role?: TokenRole; expiresAtMs?: number | null }): Promise<{ id: string; token: string }>;
+  /** Stored tokens (never a secret or its hash), of one pool or all (`token list`). Works before start(). */
+  listTokens(opts?: { pool?: string }): Promise<TokenInfo[]>;
+  /** Revokes a token by id (`token revoke`): refused by every replica within a second. Works before start(). */
+  revokeToken(id: string): Promise<'revoked' | 'already_revoked' | 'not_found'>;
 }
 
 /** Optional collaborators; defaults are the system clock and a logger from `config.log`. */
@@ -45,8 +57,11 @@ export interface ProxyServerDeps {
   log?: Logger;
 }
 
-/** Per-request timeout of Node's HTTP server: must exceed any long poll. */
-const MIN_REQUEST_TIMEOUT_MS = 120_000;
+/**
+ * How often Node checks connections against headersTimeout and requestTimeout
+ * (default 30 s, which let slow clients hold a connection up to 30 s past them).
+ */
+const CONNECTIONS_CHECK_MS = 1000;
 
 /** The composition root of the proxy: the only place in lib/proxy that builds objects. */
 export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {}): ProxyServer {
@@ -71,8 +86,12 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
   const metrics = createProxyMetrics({
     queueDepth: () => (stores ? stores.stats.queueDepth() : Promise.resolve([])),
     parkedPolls: () => waiters.parked,
-    agents: () => (stores ? stores.agents.list(null) : Promise.resolve([])),
+    agentsOnline: () => (stores ? stores.agents.onlineCounts() : Promise.resolve([])),
+    outputBytes: () => (stores ? stores.stats.outputBytes() : Promise.resolve([])),
   });
+  const onQuota = (quota: QuotaName) => metrics.quotaRefusals.inc({ quota });
+  const { quotas, retention } = config;
+  let sweeper: Sweeper | undefined;
   const events: StoreEvents = {
     available: (pool, resources) => waiters.available(pool, resources),
     availableAt: (pool, resource, atMs) => waiters.availableAt(pool, resource, atMs),
@@ -82,10 +101,17 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
   function buildStores(d: Db) {
     return {
       leases: new LeaseStore({ leaseTtlMs: config.leaseTtlMs }, { db: d, clock, events, replicaId }),
-      jobs: new JobStore({ db: d, clock, events, replicaId }),
-      output: new OutputStore({ db: d }),
+      jobs: new JobStore({
+        db: d, clock, events, replicaId, onQuota, queueTimeoutMs: config.queueTimeoutMs,
+        queued: new QueuedQuota({ limit: quotas.queuedJobsPerPool }, { db: d, clock }),
+      }),
+      output: new OutputStore({ db: d, onQuota }, { maxBytesPerJob: quotas.outputBytesPerJob, maxBytesPerPool: quotas.outputBytesPerPool }),
+      retention: new RetentionStore({ db: d, clock }),
       tokens: new TokenStore({ db: d, clock }),
-      agents: new AgentStore({ presenceMs: config.presenceMs }, { db: d, clock }),
+      agents: new AgentStore(
+        { presenceMs: config.presenceMs, maxAgentsPerPool: quotas.agentsPerPool, maxInfoBytes: quotas.agentInfoBytes },
+        { db: d, clock, onQuota },
+      ),
       stats: new StatsStore({ db: d }),
     };
   }
@@ -126,19 +152,31 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       const server = Fastify({
         logger: false,
         bodyLimit: config.bodyLimitBytes,
-        // Above the 60 s idle cut of common load balancers; Node's keep-alive race needs headersTimeout above it.
+        // Above the 60 s idle cut of common load balancers (headersTimeout: see below).
         keepAliveTimeout: 65_000,
-        requestTimeout: Math.max(config.maxWaitMs + 30_000, MIN_REQUEST_TIMEOUT_MS),
-        ...(tls ? { https: tls } : {}),
+        // Bounds receiving a request (headers and body), not the answer: a long poll, received at once, is not cut.
+        requestTimeout: config.requestTimeoutMs,
+        ...(tls ? { https: { ...tls, connectionsCheckingInterval: CONNECTIONS_CHECK_MS } } : { http: { connectionsCheckingInterval: CONNECTIONS_CHECK_MS } }),
         // Unknown fields are errors, not silently dropped; nothing is coerced.
         ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
         // Requests that arrive while closing get the protocol's 503 from our own hook, not fastify's body.
         return503OnClosing: false,
+        // Bad URLs, over-long ids and unparsable requests answered in the protocol's shape (http/errors.ts).
+        routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+        frameworkErrors,
+        clientErrorHandler,
       }) as unknown as FastifyInstance;
       app = server;
-      server.server.headersTimeout = 66_000;
-      registerRoutes(server, { maxWaitMs: config.maxWaitMs }, {
-        clock, log, db: db!, auth: new Authenticator(config.adminToken, s.tokens), ...s,
+      // DESIGN's 66 s guarded the keep-alive race of Node < 18, which counted an idle keep-alive connection's
+      // wait into headersTimeout. Node 20 counts from a request's first byte (measured: an idle connection
+      // outlives a 2 s headersTimeout), and checks requestTimeout only when headersTimeout is not above it,
+      // so both bound a request's arrival and idle keep-alive stays 65 s.
+      server.server.headersTimeout = Math.min(66_000, config.requestTimeoutMs);
+      const auth = new Authenticator({ adminToken: config.adminToken }, { tokens: s.tokens, clock, log });
+      // Per-token request rate: checked after authentication (onRequest), before the body is read (rate-limit.ts).
+      await registerRateLimit(server, { max: quotas.requestsPerToken, timeWindowMs: quotas.requestWindowMs }, { onExceeded: () => onQuota('requests_per_token') });
+      registerRoutes(server, { maxWaitMs: config.maxWaitMs, maxParkedPollsPerPool: quotas.parkedPollsPerPool, acceptUnknownTypes: config.acceptUnknownTypes }, {
+        clock, log, db: db!, auth, ...s,
         waiters, watch, metrics, state: () => state,
       });
       if (db!.dialect === 'postgres') {
@@ -146,6 +184,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
           clock, log, replicaId,
           connect: () => new pg.Client({ connectionString: config.store.url }),
           available: (pool, resources) => waiters.available(pool, resources),
+          tokensChanged: () => auth.invalidate(),
         });
         await listener.start();
       }
@@ -157,6 +196,21 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       state = 'running';
       waiters.start();
       scheduleReaper();
+      sweeper = new Sweeper(retention, {
+        clock, log,
+        expireQueued: async (batch) => {
+          const n = (await s.jobs.expireQueued(batch)).length;
+          metrics.jobsExpired.inc(n);
+          return n;
+        },
+        deleteFinished: async (olderThanMs, batch) => s.retention.deleteFinished(await s.jobs.pools(), olderThanMs, batch),
+        deleteOfflineAgents: (olderThanMs, batch) => s.agents.deleteOffline(olderThanMs, batch),
+        swept: ({ jobs, agents }) => {
+          metrics.retentionDeleted.inc({ kind: 'jobs' }, jobs);
+          metrics.retentionDeleted.inc({ kind: 'agents' }, agents);
+        },
+      });
+      sweeper.start();
       log.info('integration-proxy listening', { url, store: db!.dialect });
     } catch (err) {
       await shutdown();
@@ -169,6 +223,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     waiters.stop();
     watch.stop();
     if (reaperTimer) clock.clearTimeout(reaperTimer);
+    await sweeper?.stop();
     await reaping;
     await app?.close().catch((err: unknown) => log.warn('closing the HTTP server failed', { err }));
     await listener?.stop();
@@ -178,6 +233,16 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     stores = undefined;
     db = undefined;
     state = 'stopped';
+  }
+
+  async function tokenStore(): Promise<TokenStore> {
+    if (state === 'stopped' || state === 'draining') throw new OutpostError('unavailable', 'the proxy is stopped');
+    return (await openStore()).tokens;
+  }
+
+  async function issueToken(opts: { pool: string; role?: TokenRole; expiresAtMs?: number | null }): Promise<{ id: string; token: string }> {
+    if (!isValid(PoolName, opts.pool)) throw new OutpostError('invalid_request', 'pool: must match ^[A-Za-z0-9._-]+$ (1–128 characters)');
+    return (await tokenStore()).create({ pool: opts.pool, role: opts.role ?? 'agent', expiresAtMs: opts.expiresAtMs ?? null });
   }
 
   return {
@@ -196,10 +261,15 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       return stopping;
     },
     async createToken(opts) {
-      if (!isValid(PoolName, opts.pool)) throw new OutpostError('invalid_request', 'pool: must match ^[A-Za-z0-9._-]+$ (1–128 characters)');
-      if (state === 'stopped' || state === 'draining') throw new OutpostError('unavailable', 'the proxy is stopped');
-      const s = await openStore();
-      return s.tokens.create(opts.pool, opts.admin ?? false);
+      const role = opts.role ?? (opts.admin ? 'admin' : 'agent');
+      return (await issueToken({ pool: opts.pool, role, expiresAtMs: opts.expiresAtMs ?? null })).token;
+    },
+    issueToken,
+    async listTokens(opts = {}) {
+      return (await tokenStore()).list(opts.pool);
+    },
+    async revokeToken(id) {
+      return (await tokenStore()).revoke(id);
     },
   };
 }

@@ -54,6 +54,11 @@ export class Waiters {
     return n;
   }
 
+  /** Parked polls of one pool (the parked-polls quota). */
+  parkedIn(pool: string): number {
+    return this.pools.get(pool)?.size ?? 0;
+  }
+
   /**
    * Changes whenever work is announced for a pool. A poller reads it before
    * its claim and claims again instead of parking when it moved, so work

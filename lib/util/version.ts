@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 
 /**
- * The package version, read once from package.json: `lib/util` runs from the
+ * The package version, read once from package.json when not injected: `lib/util` runs from the
  * sources under jest and from `dist/lib/util` in production, two and three
  * levels below the package root.
  */
@@ -17,5 +17,12 @@ function readVersion(): string {
   return '0.0.0';
 }
 
-/** Outpost's version (package.json), shown by `version`, reported by agents and on the dashboard. */
-export const PACKAGE_VERSION: string = readVersion();
+/**
+ * Set by the bundler (esbuild `define`, scripts/package-windows.mjs): a bundle
+ * has no package.json beside it. Unset (typeof → 'undefined') when run from
+ * the sources or dist/.
+ */
+declare const __OUTPOST_VERSION__: string | undefined;
+
+/** Outpost's version (injected at build time, else package.json), shown by `version`, reported by agents and on the dashboard. */
+export const PACKAGE_VERSION: string = typeof __OUTPOST_VERSION__ === 'string' ? __OUTPOST_VERSION__ : readVersion();

@@ -3,7 +3,8 @@ import { createServer as createHttp, type IncomingMessage, type Server, type Ser
 import { createServer as createHttps } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { rmSync } from 'node:fs';
-import { ProxyApi, parseRetryAfterMs } from '../../lib/agent/api.js';
+import { ProxyApi, isConnectionCut, parseRetryAfterMs } from '../../lib/agent/api.js';
+import { MAX_ANSWER_BYTES } from '../../lib/agent/answers.js';
 import { HttpTransport } from '../../lib/agent/http.js';
 import { OutpostError } from '../../lib/util/errors.js';
 import { freePort } from '../fixtures/net.js';
@@ -11,6 +12,24 @@ import { makeTestPki, type TestPki } from '../fixtures/tls.js';
 
 const TOKEN = 'api-test-token-5d1e0b7c9a';
 const lease = { agentId: 'a1', hostname: 'h', version: '0', resources: [], max: 1, waitMs: 0 };
+/** Bytes the 'huge' answers managed to write before the client hung up. */
+const written: Record<string, number> = {};
+
+/** Streams `totalBytes` of a JSON-looking body, honouring backpressure, until done or the client hangs up. */
+function stream(res: ServerResponse, key: string, totalBytes: number): void {
+  const chunk = Buffer.alloc(1 << 20, 0x20);
+  written[key] = 0;
+  let closed = false;
+  res.once('close', () => (closed = true));
+  const pump = () => {
+    while (!closed && written[key]! < totalBytes) {
+      written[key]! += chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', pump);
+    }
+    if (!closed) res.end();
+  };
+  pump();
+}
 
 /** A real local server scripted per path: how the client maps each kind of answer. */
 function handler(req: IncomingMessage, res: ServerResponse): void {
@@ -21,6 +40,7 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
   let body = '';
   req.on('data', (c) => (body += c));
   req.on('end', () => {
+    res.once('finish', () => ((req.socket as { served?: number }).served = ((req.socket as { served?: number }).served ?? 0) + 1));
     // The scenario rides in agentId, so one server serves every case.
     const mode = (JSON.parse(body) as { agentId: string }).agentId;
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, '{"error":{"code":"unauthorized","message":"bad token"}}');
@@ -39,6 +59,28 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
         return send(400, '{"error":{"code":"invalid_request","message":"max: too big"}}');
       case 'hang':
         return; // never answers
+      case 'month':
+        return send(503, '{"error":{"code":"unavailable","message":"come back next month"}}', { 'retry-after': String(30 * 24 * 3600) });
+      case 'month-date':
+        return send(429, '{"error":{"code":"rate_limited","message":"later"}}', { 'retry-after': new Date(Date.now() + 30 * 24 * 3600_000).toUTCString() });
+      case 'ttl':
+        return send(200, '{"leases":[{"jobId":"j1","status":"ok","leaseTtlMs":9000000000},{"jobId":"j2","status":"ok","leaseTtlMs":5000}]}');
+      case 'huge':
+        // 200 MB with no length announced: only counting while reading can stop it.
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"jobs":[');
+        return stream(res, mode, 200 * 1024 * 1024);
+      case 'huge-announced':
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(200 * 1024 * 1024) });
+        return stream(res, mode, 200 * 1024 * 1024);
+      case 'stale':
+        // A keep-alive connection that was closed while it sat in the pool: a request on it dies at once.
+        if ((req.socket as { served?: number }).served) return void req.socket.destroy();
+        return send(200, '{"jobs":[]}');
+      case 'held-cut':
+        // An idle-cutting middlebox: the poll is held, then the connection drops.
+        setTimeout(() => res.socket?.destroy(), 2500);
+        return;
       case 'cut':
         // Headers and half a body, then the connection drops.
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
@@ -157,10 +199,65 @@ describe('ProxyApi over real HTTP', () => {
     t.destroy();
   });
 
+  it('clamps a Retry-After of a month (seconds or date) to 5 minutes', async () => {
+    const a = api(url(http, 'http'));
+    expect(await failure(a.lease({ ...lease, agentId: 'month' }))).toMatchObject({ code: 'unavailable', retryable: true, retryAfterMs: 300_000 });
+    expect(await failure(a.lease({ ...lease, agentId: 'month-date' }))).toMatchObject({ code: 'rate_limited', retryAfterMs: 300_000 });
+  });
+
+  it('clamps a renewed lease TTL of 9e9 ms to 10 minutes', async () => {
+    const res = await api(url(http, 'http')).heartbeat({ agentId: 'ttl', leases: [] });
+    expect(res.leases).toEqual([
+      { jobId: 'j1', status: 'ok', leaseTtlMs: 600_000 },
+      { jobId: 'j2', status: 'ok', leaseTtlMs: 5000 },
+    ]);
+  });
+
+  it('refuses a 200 MB answer clearly after reading at most 16 MiB of it, with memory bounded', async () => {
+    const rssBefore = process.memoryUsage().rss;
+    const e = await failure(new ProxyApi(transport, { baseUrl: url(http, 'http'), token: TOKEN, leaseTimeoutSlackMs: 60_000 }).lease({ ...lease, agentId: 'huge' }));
+    expect(e).toMatchObject({ code: 'too_large', retryable: false });
+    expect(e.message).toBe("the integration-proxy's answer to /agent/lease is larger than 16 MiB; refused without reading it");
+    // The client hung up: the server got rid of 16 MiB plus what the sockets buffer, not 200 MB.
+    expect(written.huge!).toBeLessThan(MAX_ANSWER_BYTES + 16 * 1024 * 1024);
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(150 * 1024 * 1024);
+    // An announced length over the limit is refused before the body is read.
+    const announced = await failure(api(url(http, 'http')).lease({ ...lease, agentId: 'huge-announced' }));
+    expect(announced).toMatchObject({ code: 'too_large', retryable: false });
+    // A smaller cap applies to every call.
+    const small = new ProxyApi(transport, { baseUrl: url(http, 'http'), token: TOKEN, maxAnswerBytes: 4096 });
+    expect(await failure(small.lease({ ...lease, agentId: 'big', max: 1000 }))).toMatchObject({ code: 'too_large' });
+    expect((await failure(small.lease({ ...lease, agentId: 'big', max: 1000 }))).message).toContain('larger than 4096 bytes');
+  });
+
+  it('tells a connection cut under a held call from other failures', async () => {
+    const cut = await failure(new ProxyApi(transport, { baseUrl: url(http, 'http'), token: TOKEN, leaseTimeoutSlackMs: 10_000 }).lease({ ...lease, agentId: 'held-cut', waitMs: 5000 }));
+    expect(cut).toMatchObject({ code: 'unavailable', retryable: true });
+    expect(isConnectionCut(cut)).toBe(true);
+    const refused = await failure(api(`http://127.0.0.1:${await freePort()}`).lease({ ...lease, agentId: 'ok' }));
+    expect(isConnectionCut(refused)).toBe(false);
+    const timedOut = await failure(api(url(http, 'http')).heartbeat({ agentId: 'hang', leases: [] }));
+    expect(isConnectionCut(timedOut)).toBe(false);
+    expect(isConnectionCut(await failure(api(url(http, 'http')).lease({ ...lease, agentId: 'busy' })))).toBe(false);
+  });
+
+  it('sends again at once when a pooled connection turns out closed (stale keep-alive), and only then', async () => {
+    const t = new HttpTransport({ env: {} });
+    const a = new ProxyApi(t, { baseUrl: url(http, 'http'), token: TOKEN });
+    await expect(a.lease({ ...lease, agentId: 'ok' })).resolves.toEqual({ jobs: [] });
+    // The next call goes out on the pooled socket, which the server now drops unanswered.
+    await expect(a.lease({ ...lease, agentId: 'stale' })).resolves.toEqual({ jobs: [] });
+    expect(a.requestCounts['/agent/lease']).toBe(2);
+    t.destroy();
+  });
+
   it('parses Retry-After in seconds and as a date', () => {
     expect(parseRetryAfterMs('5')).toBe(5000);
     expect(parseRetryAfterMs(new Date(10_000).toUTCString(), 4000)).toBe(6000);
     expect(parseRetryAfterMs('soon')).toBeUndefined();
+    expect(parseRetryAfterMs('3000000')).toBe(300_000);
+    expect(parseRetryAfterMs('9'.repeat(400))).toBe(300_000);
+    expect(parseRetryAfterMs(new Date(0).toUTCString(), 4000)).toBe(0);
     expect(parseRetryAfterMs(undefined)).toBeUndefined();
   });
 });

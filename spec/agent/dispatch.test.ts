@@ -49,6 +49,13 @@ describe('dispatch', () => {
     expect(await code(dispatch({ type: 'grant', resource: null, payload: { accountId: 'a', entitlementId: 'g' } }, ctx()))).toBe('invalid_request');
     expect(await code(dispatch({ type: 'grant', resource: 'r1', payload: { accountId: 'a' } }, ctx()))).toBe('invalid_request');
     expect(await code(dispatch({ type: 'ping', resource: null, payload: { delayMs: -1 } }, ctx()))).toBe('invalid_request');
-    expect(await code(dispatch({ type: 'sql.query', resource: 'r1', payload: { query: 'q' } }, ctx()))).toBe('unknown_type');
+    expect(await code(dispatch({ type: 'sql.query', resource: 'r1', payload: { query: 'q' } }, ctx()))).toBe('unknown_type');  });
+
+  it('names inherited from Object.prototype are unknown types, not schemas or operations', async () => {
+    for (const type of ['constructor', 'toString', 'hasOwnProperty', 'valueOf', 'isPrototypeOf']) {
+      for (const resource of [null, 'r1']) {
+        await expect(dispatch({ type, resource, payload: {} }, ctx())).rejects.toMatchObject({ code: 'unknown_type', retryable: false, message: `unknown job type "${type}"` });
+      }
+    }
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { FakeClock } from '../../lib/util/clock.js';
 import { freePort, waitFor } from '../fixtures/net.js';
 import { fakeConnectorKinds, type FakeState } from './fake-connector.js';
-import { startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';
+import { captureLogger, startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';
 
 const proxies: TestProxy[] = [];
 async function proxyWith(opts: Parameters<typeof startTestProxy>[0]): Promise<TestProxy> {
@@ -106,7 +106,7 @@ describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
     expect(agent.stats().requests['/agent/jobs/:id/output']).toBeGreaterThan(4);
   });
 
-  it('self-fences at receipt + TTL − 2 s when the proxy becomes unreachable', async () => {
+  it('self-fences at send time + heldMs + TTL − 2 s when the proxy becomes unreachable', async () => {
     const proxy = await proxyWith({ leaseTtlMs: 8000, reaperIntervalMs: 200 });
     const { state, kinds, resources } = fake();
     const clock = new FakeClock();
@@ -119,5 +119,28 @@ describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
     await clock.advance(1);
     await waitFor(() => state.aborted.has('slow'));
     expect(state.aborted.get('slow')).toBe('lease_lost');
+  });
+
+  it('drain: retries the release while the proxy is briefly away, so the job spends no attempt', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'outpost-agent-release-'));
+    dirs.push(dir);
+    const port = await freePort();
+    const first = await startTestProxy({ leaseTtlMs: 8000, reaperIntervalMs: 200, port, dir });
+    const { state, kinds, resources } = fake();
+    const cap = captureLogger('info');
+    const agent = await startAgent(testAgentConfig(first, { resources, shutdownGraceMs: 200 }), { connectorKinds: kinds, log: cap.log });
+    const id = await first.enqueue(slow);
+    await waitFor(() => state.started.has('slow'));
+    await first.stop();
+    const stopped = agent.stop();
+    // The grace ends, the job is stopped, and the release finds the proxy away: it is retried with backoff.
+    await waitFor(() => cap.lines().some((l) => l.message === 'release failed'));
+    const second = await proxyWith({ leaseTtlMs: 8000, reaperIntervalMs: 200, port, dir });
+    await stopped;
+    expect(state.aborted.get('slow')).toBe('aborted');
+    expect(cap.lines().some((l) => l.message === 'released unfinished jobs' && l.released === 1)).toBe(true);
+    // Given back: queued with no attempt spent (the next lease is attempt 1 again).
+    expect(await second.job(id)).toMatchObject({ status: 'queued', attempt: 0 });
+    await second.admin.post(`v1/jobs/${id}/cancel`);
   });
 });

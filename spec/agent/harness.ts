@@ -58,6 +58,8 @@ export async function startTestProxy(opts: TestProxyOptions = {}): Promise<TestP
       leaseTtlMs: opts.leaseTtlMs ?? 30_000,
       reaperIntervalMs: opts.reaperIntervalMs ?? 200,
       maxWaitMs: opts.maxWaitMs ?? 30_000,
+      // The component tests send job types no agent knows, to see the agent's `unknown_type`.
+      acceptUnknownTypes: true,
       ...(opts.tls ? { tls: opts.tls } : {}),
       ...(opts.bodyLimitBytes ? { bodyLimitBytes: opts.bodyLimitBytes } : {}),
     },

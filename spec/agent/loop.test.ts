@@ -1,36 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
-import { LeaseLoop, type LeaseApi } from '../../lib/agent/loop.js';
+import { LeaseLoop } from '../../lib/agent/loop.js';
 import { silentLogger } from '../../lib/log/index.js';
-import type { LeasedJob, LeaseRequest, LeaseResponse } from '../../lib/protocol/schemas.js';
 import { Backoff } from '../../lib/util/backoff.js';
 import { FakeClock, flushMicrotasks } from '../../lib/util/clock.js';
 import { OutpostError } from '../../lib/util/errors.js';
-
-function job(id: string): LeasedJob {
-  return { id, type: 'ping', resource: null, payload: {}, attempt: 1, leaseToken: `tok-${id}-0123456789abcdef`, leaseTtlMs: 30_000, timeoutMs: 300_000 };
-}
-
-/** A scripted lease endpoint: each call waits until the test answers it (pure logic of the loop). */
-class FakeLease implements LeaseApi {
-  requests: LeaseRequest[] = [];
-  private pending: Array<{ resolve: (r: LeaseResponse) => void; reject: (e: unknown) => void }> = [];
-  lease(body: LeaseRequest, signal?: AbortSignal): Promise<LeaseResponse> {
-    this.requests.push(body);
-    return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
-      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
-    });
-  }
-  answer(jobs: LeasedJob[]): void {
-    this.pending.shift()!.resolve({ jobs });
-  }
-  fail(err: unknown): void {
-    this.pending.shift()!.reject(err);
-  }
-  get open(): number {
-    return this.pending.length;
-  }
-}
+import { FakeLease, job } from './fake-lease.js';
 
 function setup(concurrency = 4) {
   const clock = new FakeClock();
@@ -54,7 +28,12 @@ describe('LeaseLoop', () => {
     loop.start();
     await flushMicrotasks();
     expect(api.open).toBe(1);
-    expect(api.requests[0]).toMatchObject({ max: 4, waitMs: 25_000, resources: ['r1'], agentId: 'a1' });
+    // The first poll asks for no hold (a quick first contact for /readyz); the next ones hold.
+    expect(api.requests[0]).toMatchObject({ max: 4, waitMs: 0, resources: ['r1'], agentId: 'a1' });
+    api.answer([]);
+    await flushMicrotasks();
+    expect(api.requests[1]).toMatchObject({ max: 4, waitMs: 25_000 });
+    api.requests.shift();
     api.answer([job('a'), job('b'), job('c')]);
     await flushMicrotasks();
     expect(loop.running).toBe(3);
@@ -109,32 +88,30 @@ describe('LeaseLoop', () => {
     expect(loop.state).toBe('stopped');
   });
 
-  it('never runs more than `concurrency` jobs, even when a proxy sends more than asked', async () => {
+  it('runs at most what it asked for and releases the rest at once, unrun', async () => {
     const { api, loop, finish } = setup(2);
     loop.start();
     await flushMicrotasks();
-    api.answer([job('a'), job('b'), job('c'), job('d')]);
+    expect(api.requests[0]!.max).toBe(2);
+    api.answer([job('a'), job('b'), job('c'), job('d'), job('b')]);
     await flushMicrotasks();
     expect([...finish.keys()]).toEqual(['a', 'b']);
-    expect(loop.running).toBe(4);
-    // No slot is free while the surplus waits: no new poll.
+    expect(loop.running).toBe(2);
+    // c and d go back in one release call; the duplicate b is dropped (releasing it would release the b that runs).
+    expect(api.released).toHaveLength(1);
+    expect(api.released[0]!.leases.map((l) => l.jobId)).toEqual(['c', 'd']);
+    // No slot is free: no new poll.
     expect(api.requests).toHaveLength(1);
     finish.get('a')!();
     await flushMicrotasks();
-    expect([...finish.keys()]).toEqual(['a', 'b', 'c']);
-    expect(api.requests).toHaveLength(1);
-    finish.get('b')!();
-    finish.get('c')!();
-    await flushMicrotasks();
-    expect([...finish.keys()]).toEqual(['a', 'b', 'c', 'd']);
-    expect(loop.running).toBe(1);
     expect(api.requests).toHaveLength(2);
     expect(api.requests[1]!.max).toBe(1);
     const stopped = loop.stop();
-    finish.get('d')!();
+    finish.get('b')!();
     await stopped;
     await loop.idle();
     expect(loop.running).toBe(0);
+    expect([...finish.keys()]).toEqual(['a', 'b']);
   });
 
   it('logs a crashing runner and frees its slot', async () => {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,3 +124,98 @@ describe('bin/agent', () => {
     expect(a.output()).not.toContain(TOKEN);
   }, 30_000);
 });
+
+/** `bin/integration-proxy token …` against the running proxy's SQLite file, from another process. */
+describe('bin/integration-proxy token', () => {
+  const env = () => ({ PROXY_STORE: `sqlite:${join(proxy.dir, 'proxy.db')}` });
+  function tokenCli(args: string[]) {
+    const r = spawnSync(join(ROOT, 'bin/integration-proxy'), ['token', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000, env: { PATH: process.env.PATH, ...env() } });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+  function create(args: string[]): { id: string; token: string; header: string } {
+    const r = tokenCli(['create', ...args]);
+    expect(r.code).toBe(0);
+    const [header, token] = r.stdout.trimEnd().split('\n');
+    return { id: /(tok_[0-9a-f]{12})/.exec(header!)![1]!, token: token!, header: header! };
+  }
+  const lease = (token: string) =>
+    fetch(`${proxy.url}/v1/agent/lease`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ agentId: 'cli-test', hostname: 'h', version: '0.1.0', resources: [], max: 1, waitMs: 0 }),
+    }).then((r) => r.status);
+  /** Milliseconds from `sinceMs` until `token` is refused (401) on the running proxy. */
+  async function refusedAfter(token: string, sinceMs: number): Promise<number> {
+    await waitFor(async () => (await lease(token)) === 401, 5000, 10);
+    return Date.now() - sinceMs;
+  }
+
+  it('create with a role and an expiry; list shows id, pool, role, created, last used, expires and never a secret or hash', async () => {
+    const agentTok = create(['--pool', proxy.pool]);
+    expect(agentTok.header).toMatch(/^agent token tok_[0-9a-f]{12} for pool e2e \(never expires;/);
+    const viewerTok = create(['--pool', proxy.pool, '--role', 'viewer', '--expires', '30d']);
+    expect(viewerTok.header).toMatch(/^viewer token .* \(expires \d{4}-\d{2}-\d{2}T/);
+    const adminTok = create(['--pool', proxy.pool, '--admin']);
+    expect(adminTok.header).toMatch(/^admin token /);
+    expect(await lease(agentTok.token)).toBe(200);
+    // Roles: a viewer reads, cannot enqueue or lease; an admin cannot lease.
+    const get = (token: string, path: string, init: RequestInit = {}) =>
+      fetch(proxy.url + path, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } }).then((r) => r.status);
+    expect(await get(viewerTok.token, '/v1/jobs')).toBe(200);
+    expect(await get(viewerTok.token, '/v1/jobs', { method: 'POST', body: JSON.stringify({ type: 'ping' }) })).toBe(403);
+    expect(await lease(viewerTok.token)).toBe(403);
+    expect(await lease(adminTok.token)).toBe(403);
+    expect(await get(adminTok.token, '/v1/jobs', { method: 'POST', body: JSON.stringify({ type: 'ping' }) })).toBe(201);
+
+    const list = tokenCli(['list', '--pool', proxy.pool]);
+    expect(list.code).toBe(0);
+    expect(list.stdout.split('\n')[0]).toMatch(/^ID\s+POOL\s+ROLE\s+CREATED\s+LAST USED\s+EXPIRES\s+STATUS$/);
+    const row = list.stdout.split('\n').find((l) => l.startsWith(agentTok.id))!;
+    expect(row).toMatch(/^tok_[0-9a-f]{12}\s+e2e\s+agent\s+\d{4}-\d\d-\d\dT\S+Z\s+\d{4}-\d\d-\d\dT\S+Z\s+never\s+active$/);
+    const json = JSON.parse(tokenCli(['list', '--json']).stdout) as Array<Record<string, unknown>>;
+    expect(json.find((x) => x.id === viewerTok.id)).toMatchObject({ pool: proxy.pool, role: 'viewer', status: 'active', revokedAt: null });
+    const printed = list.stdout + tokenCli(['list', '--json']).stdout;
+    for (const t of [agentTok.token, viewerTok.token, adminTok.token, proxy.agentToken]) {
+      expect(printed).not.toContain(t);
+      expect(printed).not.toContain(createHash('sha256').update(t).digest('hex'));
+      expect(printed).not.toContain(createHash('sha256').update(t).digest('hex').slice(0, 12));
+    }
+  });
+
+  it('revoke from another process: the running proxy refuses the token within 1 s', async () => {
+    const { id, token } = create(['--pool', proxy.pool]);
+    expect(await lease(token)).toBe(200);
+    const r = tokenCli(['revoke', id]);
+    const revokedAt = Date.now();
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`token ${id} revoked`);
+    expect(await refusedAfter(token, revokedAt)).toBeLessThan(1000);
+    expect(tokenCli(['list', '--pool', proxy.pool]).stdout.split('\n').find((l) => l.startsWith(id))).toMatch(/revoked$/);
+    expect(tokenCli(['revoke', id]).stdout).toContain('already revoked');
+    // The pool's other tokens still work.
+    expect(await lease(proxy.agentToken)).toBe(200);
+  });
+
+  it('an expiring token is refused within 1 s of its expiry', async () => {
+    const { id, token } = create(['--pool', proxy.pool, '--expires', '3s']);
+    const listed = (JSON.parse(tokenCli(['list', '--json']).stdout) as Array<{ id: string; expiresAt: string }>).find((x) => x.id === id)!;
+    const expiresAt = Date.parse(listed.expiresAt);
+    expect(await lease(token)).toBe(200);
+    await waitFor(() => Date.now() >= expiresAt - 300, 5000, 50);
+    expect(await refusedAfter(token, expiresAt)).toBeLessThan(1000);
+  });
+
+  it('bad arguments exit non-zero without echoing a secret; an unknown id exits 1', () => {
+    const secret = create(['--pool', proxy.pool]).token;
+    const pasted = tokenCli(['revoke', secret]);
+    expect(pasted.code).toBe(2);
+    expect(pasted.stderr).toContain('not its id');
+    expect(pasted.stderr + pasted.stdout).not.toContain(secret);
+    expect(tokenCli(['revoke', 'tok_000000000000']).code).toBe(1);
+    expect(tokenCli(['create', '--pool', proxy.pool, '--role', 'root']).stderr).toContain('--role');
+    expect(tokenCli(['create', '--pool', proxy.pool, '--role', 'viewer', '--admin']).code).toBe(2);
+    expect(tokenCli(['create', '--pool', proxy.pool, '--expires', 'yesterday']).stderr).toContain('--expires');
+    expect(tokenCli(['frobnicate']).code).toBe(2);
+  });
+});
+

@@ -4,6 +4,7 @@ import type { JobView } from '../../lib/protocol/schemas.js';
 import { waitFor } from '../fixtures/net.js';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { buildDist, ROOT, startAgentProcess, startProxyProcess, stopAll, type Proc, type ProxyProc } from '../fixtures/processes.js';
 
 /**
@@ -50,11 +51,27 @@ afterAll(async () => {
 
 describe('Agents dashboard in a browser', () => {
   it('shows both agents online, then one offline after it is killed, and its job finished on the other', async () => {
-    await page.goto(proxy.url + '/');
+    // Signed in with a read-only viewer token made by the CLI, as the README says; the page runs under its CSP.
+    const viewer = spawnSync(join(ROOT, 'bin/integration-proxy'), ['token', 'create', '--pool', proxy.pool, '--role', 'viewer'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, PROXY_STORE: `sqlite:${join(proxy.dir, 'proxy.db')}` },
+    });
+    const viewerToken = viewer.stdout.trimEnd().split('\n').pop()!;
+    expect(viewer.status).toBe(0);
+    const violations: string[] = [];
+    page.on('console', (m) => {
+      if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
+    });
+    const res = await page.goto(proxy.url + '/');
+    const headers = res!.headers();
+    expect(headers['content-security-policy']).toMatch(/default-src 'none'.*script-src 'sha256-/);
+    expect(headers['x-frame-options']).toBe('DENY');
+    expect(headers['referrer-policy']).toBe('no-referrer');
+    expect(headers['x-content-type-options']).toBe('nosniff');
     expect(await page.title()).toBe('Outpost — Agents');
     // Without a token the page asks for one and shows no data.
     await expect(page.locator('#login').isVisible()).resolves.toBe(true);
-    await page.fill('#token', proxy.adminToken);
+    await page.fill('#token', viewerToken);
     await page.click('#tokenForm button');
     await page.waitForSelector('tr.agent[data-agent="dash-a"]');
     await page.waitForSelector('tr.agent[data-agent="dash-b"]');
@@ -78,7 +95,8 @@ describe('Agents dashboard in a browser', () => {
     mkdirSync(join(ROOT, '.test-results'), { recursive: true });
     const shot = await page.screenshot({ fullPage: true, path: join(ROOT, '.test-results/dashboard.png') });
     expect(shot.length).toBeGreaterThan(1000);
-    // The token is never put in the page's URL.
-    expect(page.url()).not.toContain(proxy.adminToken);
+    // The token is never put in the page's URL; nothing on the page was blocked by its CSP.
+    expect(page.url()).not.toContain(viewerToken);
+    expect(violations).toEqual([]);
   }, 60_000);
 });

@@ -7,7 +7,7 @@ import { ROOT } from '../fixtures/proxy-process.js';
 
 describe('proxy config', () => {
   it('has the DESIGN defaults', () => {
-    expect(loadProxyConfig({ env: {} })).toEqual({
+    expect(loadProxyConfig({ env: {} })).toMatchObject({
       host: '127.0.0.1',
       port: 8443,
       store: { url: 'sqlite:./data/proxy.db' },
@@ -30,7 +30,7 @@ describe('proxy config', () => {
         PROXY_TLS_CERT_FILE: '/c.pem', PROXY_TLS_KEY_FILE: '/k.pem', PROXY_LOG_LEVEL: 'debug', PROXY_LOG_FORMAT: 'pretty', PROXY_BODY_LIMIT_BYTES: '1000',
       },
     });
-    expect(cfg).toEqual({
+    expect(cfg).toMatchObject({
       host: '0.0.0.0', port: 0, store: { url: 'postgres://u:pw-in-url-123@db/outpost' }, adminToken: 'admin-token-from-env-42',
       leaseTtlMs: 1500, maxWaitMs: 20_000, presenceMs: 60_000, reaperIntervalMs: 100,
       tls: { certFile: '/c.pem', keyFile: '/k.pem' }, log: { level: 'debug', format: 'pretty' }, bodyLimitBytes: 1000,

@@ -111,9 +111,10 @@ describe('undelivered lease answers', () => {
     // 24 jobs of 1.5 MB: far more than loopback socket buffers hold, so the answer cannot finish while the client does not read.
     const blob = 'x'.repeat(1_500_000);
     const ids: string[] = [];
-    for (let i = 0; i < 24; i++) ids.push(await t.admin.enqueue({ type: 'ping', payload: { blob } }));
+    // sql.query: the one operation whose payload may carry a long string (a parameter).
+    for (let i = 0; i < 24; i++) ids.push(await t.admin.enqueue({ type: 'sql.query', resource: 'db', payload: { query: 'q', params: { blob } } }));
     const url = new URL(t.proxy.url);
-    const body = JSON.stringify({ agentId: 'stalled', hostname: 'h', version: '1', resources: [], max: 100, waitMs: 0 });
+    const body = JSON.stringify({ agentId: 'stalled', hostname: 'h', version: '1', resources: ['db'], max: 100, waitMs: 0 });
     const sock = connect(Number(url.port), url.hostname);
     await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
     sock.pause();
@@ -124,7 +125,7 @@ describe('undelivered lease answers', () => {
     await waitFor(async () => (await t.admin.get(`/v1/jobs/${ids[0]}`)).body.status === 'leased');
     sock.destroy();
     await waitFor(async () => (await t.admin.get(`/v1/jobs/${ids[23]}`)).body.status === 'queued');
-    const again = await t.agent.lease({ agentId: 'healthy', max: 100 });
+    const again = await t.agent.lease({ agentId: 'healthy', resources: ['db'], max: 100 });
     expect(again.map((j) => j.id).sort()).toEqual([...ids].sort());
     expect(again.every((j) => j.attempt === 1)).toBe(true);
   });

@@ -15,7 +15,8 @@ afterAll(async () => {
 
 describe('integration-proxy /metrics', () => {
   it('reports queue depth, parked polls, agents online, expiries and requests as they change', async () => {
-    const scrape = async () => (await got(`${proxy.url}/metrics`)).body;
+    // Pool labels are shown only to a token allowed to see the pool (anonymous scrapes get totals).
+    const scrape = async () => (await got(`${proxy.url}/metrics`, { headers: { authorization: `Bearer ${proxy.adminToken}` } })).body;
     const ids = await proxy.enqueueMany([{ type: 'ping' }, { type: 'ping' }, { type: 'ping' }]);
     let text = await scrape();
     expect(sample(text, 'outpost_proxy_queue_depth', { pool: 'p1', status: 'queued' })).toBe(3);

@@ -3,7 +3,9 @@ import { openStoreKit, type StoreKit } from '../fixtures/proxy-store.js';
 import { atomic, query, run, runEach, stmt, transact, type Stmt } from '../../lib/proxy/store/db.js';
 import { newLeaseSecret } from '../../lib/proxy/store/rows.js';
 import { Authenticator } from '../../lib/proxy/http/auth.js';
-import type { Principal, TokenStore } from '../../lib/proxy/store/tokens.js';
+import type { TokenInfo, TokenStore } from '../../lib/proxy/store/tokens.js';
+import { systemClock } from '../../lib/util/clock.js';
+import { silentLogger } from '../../lib/log/index.js';
 import type { FastifyRequest } from 'fastify';
 
 /** The store's hot-path mechanisms: they must keep the behaviour of the plain knex path. */
@@ -116,14 +118,17 @@ describe('lease secrets and the token memo', () => {
 
   it('remembers accepted tokens only: an unknown token is looked up (and refused) every time', async () => {
     const lookups: string[] = [];
+    const good: TokenInfo = { id: 'tok_000000000001', pool: 'p1', role: 'agent', createdAt: 0, lastUsedAt: null, expiresAt: null, revokedAt: null };
     const tokens = {
-      lookup: async (t: string): Promise<Principal | undefined> => {
+      lookup: async (t: string): Promise<TokenInfo | undefined> => {
         lookups.push(t);
-        return t === 'opt_goodgoodgoodgoodgood' ? { pool: 'p1', admin: false } : undefined;
+        return t === 'opt_goodgoodgoodgoodgood' ? good : undefined;
       },
+      revision: async () => 0,
+      touch: async () => {},
     } as unknown as TokenStore;
-    const auth = new Authenticator('adm-secret-0123456789', tokens);
-    const req = (token: string) => ({ headers: { authorization: `Bearer ${token}` } }) as unknown as FastifyRequest;
+    const auth = new Authenticator({ adminToken: 'adm-secret-0123456789' }, { tokens, clock: systemClock, log: silentLogger() });
+    const req = (token: string) => ({ method: 'GET', headers: { authorization: `Bearer ${token}` } }) as unknown as FastifyRequest;
     expect(await auth.agent(req('opt_goodgoodgoodgoodgood'))).toBe('p1');
     expect(await auth.agent(req('opt_goodgoodgoodgoodgood'))).toBe('p1');
     expect(lookups).toEqual(['opt_goodgoodgoodgoodgood']);
@@ -132,7 +137,7 @@ describe('lease secrets and the token memo', () => {
     expect(lookups.filter((t) => t === 'opt_badbadbadbadbadbad')).toHaveLength(2);
     // The admin token stays admin-only for the agent API, memo or not.
     await expect(auth.agent(req('adm-secret-0123456789'))).rejects.toMatchObject({ code: 'forbidden' });
-    await expect(auth.admin(req('adm-secret-0123456789'))).resolves.toEqual({ pool: null, admin: true });
+    await expect(auth.admin(req('adm-secret-0123456789'))).resolves.toEqual({ pool: null, role: 'admin', tokenId: null });
     await expect(auth.agent(req('adm-secret-0123456789'))).rejects.toMatchObject({ code: 'forbidden' });
   });
 });

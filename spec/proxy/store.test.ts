@@ -156,12 +156,12 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     expect(batch[0]).toEqual(a);
     expect(batch[1]!.id).toEqual(batch[2]!.id);
     expect(new Set(batch.map((b) => b.id)).size).toBe(4);
-    const list = await k.jobs.list([pool], 'queued', 100);
+    const list = (await k.jobs.list([pool], 'queued', 100)).jobs;
     expect(list.length).toBe(3);
     expect(list[0]!.id).toEqual(batch[4]!.id); // newest first
     const big = await k.jobs.enqueue(Array.from({ length: 1000 }, (_, i) => ({ pool: other, type: 'ping', payload: { delayMs: i } })));
     expect(big.length).toBe(1000);
-    expect((await k.jobs.list([other], undefined, 2000)).length).toBe(1001);
+    expect((await k.jobs.list([other], undefined, 2000)).jobs.length).toBe(1001);
   });
 
   it('output pages: idempotent by seq, fenced, discarded when the job is leased again', async () => {
@@ -203,10 +203,10 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     expect(await k.jobs.cancel('nope')).toBeUndefined();
   });
 
-  it('tokens: only the sha256 is stored; lookups find pool and admin', async () => {
+  it('tokens: only the sha256 is stored; lookups find pool and role', async () => {
     const pool = freshPool();
-    const token = await k.tokens.create(pool, true);
-    expect(await k.tokens.lookup(token)).toEqual({ pool, admin: true });
+    const { token } = await k.tokens.create({ pool, role: 'admin' });
+    expect(await k.tokens.lookup(token)).toMatchObject({ pool, role: 'admin', revokedAt: null, expiresAt: null });
     expect(await k.tokens.lookup(token + 'x')).toBeUndefined();
     const rows = await query<Record<string, unknown>>(k.db.knex, 'SELECT * FROM outpost_tokens WHERE pool = ?', [pool]);
     expect(rows.length).toBe(1);
@@ -221,14 +221,14 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     await k.agents.touch(pool, { agentId: 'a1', hostname: 'h1', version: '1', resources: ['ad'] });
     await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }]);
     await k.leases.claim(pool, 'a1', [], 2);
-    let list = await k.agents.list([pool]);
+    let list = (await k.agents.list([pool])).agents;
     expect(list).toEqual([
       { agentId: 'a1', pool, hostname: 'h1', version: '1', resources: ['ad'], status: 'online', lastSeenAt: new Date(k.clock.now()).toISOString(), inFlight: 2 },
     ]);
     await k.clock.advance(KIT_PRESENCE_MS + 1);
-    list = await k.agents.list([pool]);
+    list = (await k.agents.list([pool])).agents;
     expect(list[0]!.status).toBe('offline');
     await k.agents.touch(pool, { agentId: 'a1' });
-    expect((await k.agents.list([pool]))[0]!.status).toBe('online');
+    expect((await k.agents.list([pool])).agents[0]!.status).toBe('online');
   });
 });

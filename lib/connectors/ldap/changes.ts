@@ -7,7 +7,7 @@ import { EntryView } from './entries.js';
 import { ldapResultCode } from './errors.js';
 import { UAC_ACCOUNTDISABLE, isEnabled } from './listings.js';
 import type { LdapPool } from './pool.js';
-import { payloadDN, readEntry } from './search.js';
+import { objectClasses, target } from './targets.js';
 
 /** Which attribute holds a group's members, and what value stands for an account in it. */
 interface Membership {
@@ -17,21 +17,16 @@ interface Membership {
 }
 
 async function membership(pool: LdapPool, s: LdapSettings, p: GrantPayload, ctx: OperationContext): Promise<Membership> {
-  const account = payloadDN(s, p.accountId, 'accountId');
-  const group = payloadDN(s, p.entitlementId, 'entitlementId');
-  const g = await readEntry(pool, ctx.signal, group, ['objectClass']);
-  if (!g) throw new OutpostError('not_found', `ldap ${s.name}: entitlementId names no entry`);
-  const classes = new Set(new EntryView(g).all('objectClass').map((c) => c.toLowerCase()));
-  const a = await readEntry(pool, ctx.signal, account, ['uid']);
-  if (!a) throw new OutpostError('not_found', `ldap ${s.name}: accountId names no entry`);
+  const g = await target(pool, s, p.entitlementId, 'entitlementId', 'group', [], ctx);
+  const a = await target(pool, s, p.accountId, 'accountId', 'account', ['uid'], ctx);
+  const classes = objectClasses(g.entry);
+  const group = g.dn;
+  const account = a.dn;
   if (classes.has('group') || classes.has('groupofnames')) return { group, attribute: 'member', value: account };
   if (classes.has('groupofuniquenames')) return { group, attribute: 'uniqueMember', value: account };
-  if (classes.has('posixgroup')) {
-    const uid = new EntryView(a).first('uid');
-    if (!uid) throw new OutpostError('invalid_request', `ldap ${s.name}: the account has no uid for a posixGroup`);
-    return { group, attribute: 'memberUid', value: uid };
-  }
-  throw new OutpostError('invalid_request', `ldap ${s.name}: entitlementId is not a group`);
+  const uid = new EntryView(a.entry).first('uid');
+  if (!uid) throw new OutpostError('invalid_request', `ldap ${s.name}: the account has no uid for a posixGroup`);
+  return { group, attribute: 'memberUid', value: uid };
 }
 
 /**
@@ -90,10 +85,8 @@ export async function revoke(pool: LdapPool, s: LdapSettings, p: GrantPayload, c
  * (default pwdAccountLockedTime = 000001010000Z, ppolicy's permanent lock).
  */
 export async function setAccountEnabled(pool: LdapPool, s: LdapSettings, p: SetAccountEnabledPayload, ctx: OperationContext): Promise<ChangeResult> {
-  const dn = payloadDN(s, p.accountId, 'accountId');
   const attrs = s.flavor === 'ad' ? ['userAccountControl'] : [s.disabledAttribute];
-  const entry = await readEntry(pool, ctx.signal, dn, attrs);
-  if (!entry) throw new OutpostError('not_found', `ldap ${s.name}: accountId names no entry`);
+  const { dn, entry } = await target(pool, s, p.accountId, 'accountId', 'account', attrs, ctx);
   const v = new EntryView(entry);
   if (isEnabled(s, v) === p.enabled) return { changed: false };
 

@@ -4,7 +4,9 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Filter } from 'ldapts';
 import { OutpostError } from '../../util/errors.js';
 import { registerSecret } from '../../util/redact.js';
+import { compileEntitlements, compileGlobs, EntitlementsSchema, MAX_PATTERN_LENGTH, type EntitlementRules } from '../entitlements.js';
 import type { ConnectorDeps } from '../types.js';
+import { AttributePolicy } from './attributes.js';
 import { DnSyntaxError, isUnderDN, parseDN, parseFilterStrict, type Rdn } from './dn.js';
 
 const Strict = { additionalProperties: false } as const;
@@ -69,6 +71,29 @@ export const LdapResourceSchema = Type.Object(
     rangeSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
     /** Extra attributes copied into `attributes` of account records. */
     accountAttributes: Type.Optional(Type.Array(AttrName, { maxItems: 50 })),
+    /**
+     * Which groups jobs may see and change, by their DN as listEntitlements
+     * reports it (glob patterns, case-insensitive; lib/connectors/entitlements.ts).
+     * Default: every group under groupBase matching groupFilter.
+     */
+    entitlements: Type.Optional(EntitlementsSchema),
+    search: Type.Optional(
+      Type.Object(
+        {
+          /**
+           * The attributes `ldap.search` may return, and so name in its filter
+           * (objectClass is always included). Default: any attribute that is not a password attribute.
+           */
+          attributes: Type.Optional(Type.Array(AttrName, { maxItems: 500 })),
+          /**
+           * Password attributes besides the built-in ones (userPassword, unicodePwd,
+           * ms-Mcs-AdmPwd, msLAPS-* …): never returned, never named in a filter. Glob patterns, case-insensitive.
+           */
+          forbiddenAttributes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: MAX_PATTERN_LENGTH }), { maxItems: 200 })),
+        },
+        Strict,
+      ),
+    ),
     openldap: Type.Optional(
       Type.Object(
         {
@@ -113,6 +138,10 @@ export interface LdapSettings {
   accountAttributes: string[];
   disabledAttribute: string;
   disabledValue: string;
+  /** The compiled `entitlements` allow-list (group DNs). */
+  entitlements: EntitlementRules;
+  /** What `ldap.search` may return and filter on. */
+  attributes: AttributePolicy;
 }
 
 const check = TypeCompiler.Compile(LdapResourceSchema);
@@ -173,6 +202,12 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
     }
   };
 
+  try {
+    compileGlobs(c.search?.forbiddenAttributes ?? []);
+  } catch (err) {
+    throw new OutpostError('config_error', `${at('search.forbiddenAttributes')}: ${(err as Error).message}`);
+  }
+
   let password: () => string;
   if (c.passwordFile) {
     const file = c.passwordFile;
@@ -217,5 +252,7 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
     accountAttributes: c.accountAttributes ?? [],
     disabledAttribute: c.openldap?.disabledAttribute ?? 'pwdAccountLockedTime',
     disabledValue: c.openldap?.disabledValue ?? '000001010000Z',
+    entitlements: compileEntitlements(name, c.entitlements, { caseInsensitive: true }),
+    attributes: new AttributePolicy(c.search?.attributes, c.search?.forbiddenAttributes),
   };
 }

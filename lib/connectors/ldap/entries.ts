@@ -99,6 +99,14 @@ export const SECRET_ATTRIBUTES: ReadonlySet<string> = new Set(
     'sambaLMPassword',
     'pwdHistory',
     'authPassword',
+    'sambaPasswordHistory',
+    'unixUserPassword',
+    'msSFU30Password',
+    'krbPrincipalKey',
+    // BitLocker recovery and TPM owner secrets stored on computer objects.
+    'msFVE-RecoveryPassword',
+    'msFVE-KeyPackage',
+    'msTPM-OwnerInformation',
     // The same by OID: a search may name an attribute either way.
     '2.5.4.35',
     '1.2.840.113556.1.4.90',
@@ -112,15 +120,16 @@ export const BINARY_ATTRIBUTES = ['objectGUID', 'objectSid'];
 /**
  * An entry as a JSON-safe record: `{dn, attr: value | value[]}`; GUIDs and
  * SIDs in string form, other binary values base64, password attributes
- * dropped.
+ * dropped, and so is every attribute `keep` refuses (ldap.search passes its
+ * AttributePolicy: what the server sent beyond what may be returned is never shown).
  */
-export function toJsonEntry(entry: Entry): Record<string, unknown> {
+export function toJsonEntry(entry: Entry, keep?: (attribute: string) => boolean): Record<string, unknown> {
   const out: Record<string, unknown> = { dn: entry.dn };
   for (const [k, v] of Object.entries(entry)) {
     // ldapts lists every requested name it did not get back, even `*` and `+`: not attributes.
     if (k === 'dn' || k === '*' || k === '+' || k === '1.1') continue;
     const base = k.split(';')[0]!.toLowerCase();
-    if (SECRET_ATTRIBUTES.has(base)) continue;
+    if (SECRET_ATTRIBUTES.has(base) || (keep && !keep(k))) continue;
     const conv = (x: Buffer | string): string => {
       if (!Buffer.isBuffer(x)) return x;
       if (base === 'objectguid') return guidToString(x);

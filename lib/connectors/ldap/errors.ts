@@ -1,6 +1,5 @@
 import { ResultCodeError } from 'ldapts';
 import { OutpostError, isAbortError, type ErrorCode } from '../../util/errors.js';
-import { redact } from '../../util/redact.js';
 
 interface Mapping {
   code: ErrorCode;
@@ -90,15 +89,18 @@ export type LdapStep = 'connect' | 'starttls' | 'bind' | 'search' | 'modify' | '
 
 /**
  * Turns whatever ldapts or the socket threw into an OutpostError from the
- * tables above. The message names the resource and step and is redacted; it
- * never contains the bind password (ldapts never puts it there, and any
- * registered secret would be removed anyway).
+ * tables above. The message is built from the resource, the step, the mapped
+ * text and codes, plus the server's diagnostic for an LDAP result (a
+ * directory names entries and rules there, never the bind password). The
+ * text of any other error is not echoed: it is not ours and could quote
+ * anything. Messages are never rewritten by value (they reach the job's error
+ * as they are), so nothing here may depend on a secret's value.
  */
 export function mapLdapError(err: unknown, resource: string, step: LdapStep): OutpostError {
   if (err instanceof OutpostError) return err;
   const where = `ldap ${resource}: ${step}`;
   const say = (code: ErrorCode, retryable: boolean, text: string, detail?: string) =>
-    new OutpostError(code, redact(`${where} failed: ${text}${detail ? ` (${detail})` : ''}`), { retryable, cause: err });
+    new OutpostError(code, `${where} failed: ${text}${detail ? ` (${detail})` : ''}`, { retryable, cause: err });
 
   if (isAbortError(err)) return new OutpostError('aborted', `${where} aborted`, { retryable: true, cause: err });
   if (err instanceof ResultCodeError) {
@@ -127,18 +129,32 @@ export function mapLdapError(err: unknown, resource: string, step: LdapStep): Ou
   }
   if (/Operation timed out/i.test(message)) return say('timeout', true, 'no answer within timeoutMs');
   if (/Connection timeout/i.test(message)) return say('timeout', true, 'connect did not finish within connectTimeoutMs');
-  if (/certificate|ssl|tls/i.test(message)) return say('tls_error', false, 'TLS failure', firstLine(message));
-  return say('internal', false, 'unexpected error', firstLine(message));
+  if (/certificate|ssl|tls/i.test(message)) return say('tls_error', false, 'TLS failure', safeName(err));
+  return say('internal', false, 'unexpected error', safeName(err));
 }
 
-/** ldapts appends ` Code: 0x31` to the server's text; keep the server's words only. */
+/** An error's code or class name when it is a plain identifier; never its text. */
+function safeName(err: unknown): string | undefined {
+  const e = err as { code?: unknown; name?: unknown } | null | undefined;
+  for (const v of [e?.code, e?.name]) if (typeof v === 'string' && /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(v)) return v;
+  return undefined;
+}
+
+/**
+ * ldapts appends ` Code: 0x31` to the server's text; keep the server's words
+ * only: the first line, at most 300 characters. The suffix is looked for in
+ * the last 64 characters only, so a server's long text costs linear time.
+ */
 function serverDiagnostic(message: string): string | undefined {
-  const text = message.replace(/\s*Code: 0x[0-9a-f]+$/i, '').trim();
-  return text ? firstLine(text).slice(0, 300) : undefined;
+  const tail = message.slice(-64);
+  const suffix = /\s*Code: 0x[0-9a-f]+$/i.exec(tail);
+  const text = (suffix ? message.slice(0, message.length - tail.length + suffix.index) : message).trim();
+  return text ? firstLine(text) : undefined;
 }
 
 function firstLine(text: string): string {
-  return text.split('\n')[0]!.slice(0, 300);
+  const end = text.indexOf('\n');
+  return (end >= 0 ? text.slice(0, end) : text).slice(0, 300);
 }
 
 /** The LDAP result code of an error, when it is one. */

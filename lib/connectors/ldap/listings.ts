@@ -3,11 +3,20 @@ import type { AccountRecord, EntitlementRecord, GrantRecord, ListingResult } fro
 import { OutpostError } from '../../util/errors.js';
 import type { OperationContext } from '../types.js';
 import type { LdapSettings } from './config.js';
-import { canonicalDN } from './dn.js';
+import { canonicalDN, parseDN } from './dn.js';
 import { mapLdapError } from './errors.js';
-import { EntryView, SECRET_ATTRIBUTES, guidToString } from './entries.js';
+import { EntryView, guidToString } from './entries.js';
 import type { LdapPool } from './pool.js';
 import { PageBuffer, pagedSearch } from './search.js';
+import { objectClasses, refusal } from './targets.js';
+
+function isListedGroup(s: LdapSettings, e: Entry): boolean {
+  try {
+    return refusal(s, 'group', parseDN(e.dn), objectClasses(e)) === undefined;
+  } catch {
+    return false; // a DN the server sent that does not parse can never be granted either
+  }
+}
 
 /** Bit 2 of userAccountControl: ACCOUNTDISABLE. */
 export const UAC_ACCOUNTDISABLE = 0x2;
@@ -15,7 +24,7 @@ export const UAC_ACCOUNTDISABLE = 0x2;
 /** The attributes an account listing reads, per flavor. */
 export function accountAttributes(s: LdapSettings): string[] {
   const common = ['cn', 'mail', 'displayName', 'givenName', 'sn'];
-  const extra = s.accountAttributes.filter((a) => !SECRET_ATTRIBUTES.has(a.toLowerCase()));
+  const extra = s.accountAttributes.filter((a) => !s.attributes.forbidden(a));
   return s.flavor === 'ad'
     ? [...common, 'objectGUID', 'sAMAccountName', 'userPrincipalName', 'userAccountControl', ...extra]
     : [...common, 'uid', 'entryUUID', s.disabledAttribute, ...extra];
@@ -42,7 +51,7 @@ export function toAccount(s: LdapSettings, entry: Entry): AccountRecord {
   const attributes: Record<string, unknown> = {};
   const keep = ['cn', 'displayName', 'givenName', 'sn', ...(s.flavor === 'ad' ? ['userPrincipalName'] : []), ...s.accountAttributes];
   for (const a of keep) {
-    if (SECRET_ATTRIBUTES.has(a.toLowerCase())) continue;
+    if (s.attributes.forbidden(a)) continue;
     const values = v.json(a);
     if (values.length) attributes[a] = values.length === 1 ? values[0] : values;
   }
@@ -101,10 +110,15 @@ export async function listEntitlements(pool: LdapPool, s: LdapSettings, ctx: Ope
     },
     async (entries) => {
       if (!entries.length) return;
-      const page = entries.map((e): EntitlementRecord => {
+      const page: EntitlementRecord[] = [];
+      for (const e of entries) {
+        // The same rule as grant/revoke (targets.ts): a group class, not the base or a container, allowed by `entitlements`.
+        if (!isListedGroup(s, e)) continue;
+        const id = canonicalDN(e.dn);
         const v = new EntryView(e);
-        return { id: canonicalDN(e.dn), uid: entryUid(s, v), name: v.first('cn') ?? v.first('sAMAccountName'), kind: 'group', description: v.first('description') };
-      });
+        page.push({ id, uid: entryUid(s, v), name: v.first('cn') ?? v.first('sAMAccountName'), kind: 'group', description: v.first('description') });
+      }
+      if (!page.length) return;
       records += page.length;
       await ctx.writePage(page);
     },

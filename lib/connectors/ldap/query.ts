@@ -5,7 +5,7 @@ import { OutpostError } from '../../util/errors.js';
 import type { OperationContext } from '../types.js';
 import type { LdapSettings } from './config.js';
 import { parseFilterStrict } from './dn.js';
-import { BINARY_ATTRIBUTES, EntryView, SECRET_ATTRIBUTES, toJsonEntry } from './entries.js';
+import { BINARY_ATTRIBUTES, EntryView, toJsonEntry } from './entries.js';
 import type { LdapPool } from './pool.js';
 import { pagedSearch, payloadDN } from './search.js';
 
@@ -55,8 +55,9 @@ function parseFilter(name: string, text: string): Filter {
 
 /**
  * `ldap.search`: a paged search under the configured base. The base must lie
- * under baseDN, the filter is parsed (never spliced into anything), aliases
- * are not followed, and password attributes are never returned.
+ * under baseDN, the filter is parsed (never spliced into anything) and may
+ * only name attributes the search may return (attributes.ts), aliases are
+ * not followed, and password attributes are never returned.
  */
 export async function ldapSearch(pool: LdapPool, s: LdapSettings, p: LdapSearchPayload, ctx: OperationContext): Promise<ListingResult> {
   const base = p.base !== undefined ? payloadDN(s, p.base, 'base') : s.baseDN;
@@ -67,10 +68,9 @@ export async function ldapSearch(pool: LdapPool, s: LdapSettings, p: LdapSearchP
       throw new OutpostError('invalid_request', `ldap ${s.name}: attributes holds an invalid attribute name`);
     }
   }
-  const requested = attributes.filter((a) => !SECRET_ATTRIBUTES.has(a.split(';')[0]!.toLowerCase()));
-  if (attributes.length && !requested.length) {
-    throw new OutpostError('invalid_request', `ldap ${s.name}: password attributes are never returned`);
-  }
+  s.attributes.checkFilter(s.name, filter);
+  const requested = s.attributes.requested(s.name, attributes);
+  const keep = (a: string): boolean => s.attributes.mayReturn(a);
   const limit = p.sizeLimit && p.sizeLimit > 0 ? p.sizeLimit : undefined;
   let records = 0;
   await pagedSearch(
@@ -87,7 +87,7 @@ export async function ldapSearch(pool: LdapPool, s: LdapSettings, p: LdapSearchP
     },
     async (entries) => {
       const room = limit ? limit - records : entries.length;
-      const page = entries.slice(0, room).map(toJsonEntry);
+      const page = entries.slice(0, room).map((e) => toJsonEntry(e, keep));
       if (page.length) {
         records += page.length;
         await ctx.writePage(page);

@@ -70,17 +70,18 @@ export async function pagedSearch(
   }
 }
 
-/** Reads one entry by DN (scope base); null when it does not exist. */
+/** Reads one entry by DN (scope base); null when it does not exist or does not match `filter`. */
 export async function readEntry(
   pool: LdapPool,
   signal: AbortSignal,
   dn: string,
   attributes: string[],
   explicitBufferAttributes: string[] = [],
+  filter?: Filter,
 ): Promise<Entry | null> {
   try {
     return await pool.use(signal, 'search', async (client) => {
-      const res = await client.search(dn, { scope: 'base', attributes, explicitBufferAttributes, derefAliases: 'never' });
+      const res = await client.search(dn, { scope: 'base', attributes, explicitBufferAttributes, derefAliases: 'never', ...(filter ? { filter } : {}) });
       return res.searchEntries[0] ?? null;
     });
   } catch (err) {

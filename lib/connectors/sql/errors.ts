@@ -1,5 +1,4 @@
 import { OutpostError, type ErrorCode } from '../../util/errors.js';
-import { redact } from '../../util/redact.js';
 import type { SqlKind } from './options.js';
 
 /** What a driver error means for the job: its wire code and whether another attempt may succeed. */
@@ -42,6 +41,7 @@ export const MYSQL_CODES: Record<number, Mapped> = {
   1203: r('busy'), // max_user_connections
   1044: f('permission_denied'), // access denied to database
   1045: f('invalid_credentials'), // access denied (password)
+  1698: f('invalid_credentials'), // access denied for user (MariaDB unix_socket/auth plugin refused the login)
   1142: f('permission_denied'), 1143: f('permission_denied'), 1227: f('permission_denied'), 1370: f('permission_denied'),
   1064: f('invalid_request'), // syntax
   1054: f('invalid_request'), 1146: f('invalid_request'),
@@ -113,19 +113,57 @@ export function classify(kind: SqlKind, err: DriverError): Mapped | undefined {
   return undefined;
 }
 
+/** What a driver-level (not server) failure says, by its Outpost code: fixed text, never the driver's own. */
+const DRIVER_TEXT: Partial<Record<ErrorCode, string>> = {
+  unavailable: 'the database is unreachable or closed the connection',
+  timeout: 'the database did not answer in time',
+  busy: 'no connection free within acquireTimeoutMs, or the database is busy',
+  tls_error: 'TLS handshake with the database failed (check tls.caFile / tls.serverName)',
+  invalid_credentials: 'the database refused the login',
+  permission_denied: 'permission denied',
+  invalid_request: 'the driver refused the statement',
+  aborted: 'the statement was cancelled',
+  conflict: 'conflict',
+  not_found: 'not found',
+};
+
+/** A code or class name that can be shown (`ECONNREFUSED`, `28P01`, `KnexTimeoutError`). */
+function safeId(v: unknown): string | undefined {
+  if (typeof v === 'number' && Number.isInteger(v)) return String(v);
+  return typeof v === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(v) ? v : undefined;
+}
+
+/**
+ * The server's own text when the error is one the database server sent (a
+ * SQLSTATE, a MySQL errno with its SQL state, a SQL Server error number, a
+ * SQLite result code): it names users and objects, never passwords. Anything
+ * else came from the driver or the socket and may quote the connection
+ * string, so it is not echoed.
+ */
+function serverText(kind: SqlKind, e: DriverError): string | undefined {
+  const fromServer =
+    (kind === 'postgres' && typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) ||
+    (kind === 'mysql' && typeof e.errno === 'number' && typeof e.sqlState === 'string') ||
+    (kind === 'mssql' && typeof e.number === 'number') ||
+    (kind === 'sqlite' && typeof e.code === 'string' && e.code.startsWith('SQLITE_'));
+  if (!fromServer || typeof e.message !== 'string') return undefined;
+  // First line only, bounded: a server quoting a 1 MB statement must not make a 1 MB error.
+  const end = e.message.indexOf('\n');
+  return (end >= 0 ? e.message.slice(0, end) : e.message).slice(0, 300);
+}
+
 /**
  * Turns any error of a driver into an OutpostError with a safe message: the
- * driver's own text (which names users and objects, never passwords) after
- * redaction, prefixed with the dialect and its code.
+ * dialect and its code, then the server's own text for server errors, or a
+ * fixed text for driver and socket errors. Never rewritten by value (the
+ * message reaches the job's error as it is).
  */
 export function mapSqlError(kind: SqlKind, err: unknown): OutpostError {
   if (err instanceof OutpostError) return err;
   const e = (err ?? {}) as DriverError;
+  const inner = Array.isArray(e.errors) && e.errors[0] && typeof e.errors[0] === 'object' ? (e.errors[0] as DriverError) : undefined;
   const mapped = classify(kind, e) ?? f('internal');
-  const id = typeof e.code === 'string' ? e.code : typeof e.errno === 'number' ? String(e.errno) : typeof e.number === 'number' ? String(e.number) : undefined;
-  let text = typeof e.message === 'string' ? e.message : '';
-  if (!text && Array.isArray(e.errors)) text = String((e.errors[0] as DriverError | undefined)?.message ?? '');
-  if (!text) text = String(err);
-  const message = redact(`${kind}${id ? ` ${id}` : ''}: ${text || 'error'}`);
-  return new OutpostError(mapped.code, message, { retryable: mapped.retryable, cause: err });
+  const id = safeId(e.code) ?? safeId(e.errno) ?? safeId(e.number) ?? safeId(inner?.code) ?? safeId(e.name);
+  const text = serverText(kind, e) ?? DRIVER_TEXT[mapped.code] ?? 'unexpected driver error';
+  return new OutpostError(mapped.code, `${kind}${id ? ` ${id}` : ''}: ${text}`, { retryable: mapped.retryable, cause: err });
 }

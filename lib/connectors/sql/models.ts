@@ -5,17 +5,25 @@ import type { Row, Stmt } from './drivers/index.js';
 import { mssqlStatements } from './native/mssql.js';
 import { mysqlStatements } from './native/mysql.js';
 import { postgresStatements } from './native/postgres.js';
-import type { Compile, NativeStatements } from './native/types.js';
+import { REFUSALS, type Compile, type NativeStatements } from './native/types.js';
 import type { SqlResourceOptions } from './options.js';
 import { bindParams, namedParams, type ParamValue, type StatementName } from './params.js';
 import { ColumnMap, truthy } from './records.js';
 
 export type ListingKind = 'listAccounts' | 'listEntitlements' | 'listGrants';
 
-/** A listing: the statement to stream and how a row becomes a record. */
+/** A listing: the statement to stream and how a row becomes a record (undefined: not listed). */
 export interface Listing {
   stmt: Stmt;
   map(row: Row): unknown;
+}
+
+/** Drops entitlement records whose id the resource's `entitlements` allow-list refuses. */
+function allowedOnly(opts: SqlResourceOptions, map: (row: Row) => { id: string }): (row: Row) => unknown {
+  return (row) => {
+    const record = map(row);
+    return opts.entitlements.allows(record.id) ? record : undefined;
+  };
 }
 
 /**
@@ -54,27 +62,35 @@ export async function nativeStatements(db: SqlDatabase, opts: SqlResourceOptions
 /** The database's own principals; every change checks the current state first, inside the transaction. */
 export function nativeModel(db: SqlDatabase, opts: SqlResourceOptions): IdentityModel {
   const first = async (conn: unknown, stmt: Stmt): Promise<Row | undefined> => (await db.exec(conn, stmt)).rows[0];
-  const mustExist = async (conn: unknown, s: NativeStatements, p: GrantPayload): Promise<void> => {
-    if (!(await first(conn, s.accountState(p.accountId)))) throw new OutpostError('not_found', `account "${p.accountId}" not found`);
-    if (!(await first(conn, s.entitlementExists(p.entitlementId)))) throw new OutpostError('not_found', `entitlement "${p.entitlementId}" not found`);
+  // Payload values are never echoed: only names the database confirmed exist are quoted in a refusal.
+  const mustBeGrantable = async (conn: unknown, s: NativeStatements, p: GrantPayload): Promise<void> => {
+    opts.entitlements.check(p.entitlementId);
+    if (!(await first(conn, s.accountState(p.accountId)))) throw new OutpostError('not_found', 'accountId names no account');
+    const state = await first(conn, s.entitlementState(p.entitlementId));
+    if (!state) throw new OutpostError('not_found', 'entitlementId names no role');
+    const refused = state.refused === null || state.refused === undefined ? undefined : String(state.refused);
+    if (refused !== undefined) {
+      const why = REFUSALS[refused] ?? 'is not an entitlement under the rules of this database';
+      throw new OutpostError('forbidden', `"${p.entitlementId}" ${why}, not an entitlement`);
+    }
   };
   return {
     async listing(kind, conn) {
       const s = await nativeStatements(db, opts, conn);
       if (kind === 'listAccounts') return { stmt: s.listAccounts(), map: s.account };
-      if (kind === 'listEntitlements') return { stmt: s.listEntitlements(), map: s.entitlement };
+      if (kind === 'listEntitlements') return { stmt: s.listEntitlements(), map: allowedOnly(opts, s.entitlement) };
       return { stmt: s.listGrants(), map: s.grantRow };
     },
     async grant(conn, p) {
       const s = await nativeStatements(db, opts, conn);
-      await mustExist(conn, s, p);
+      await mustBeGrantable(conn, s, p);
       if (await first(conn, s.isMember(p.accountId, p.entitlementId))) return false;
       await db.exec(conn, s.grant(p.accountId, p.entitlementId));
       return true;
     },
     async revoke(conn, p) {
       const s = await nativeStatements(db, opts, conn);
-      await mustExist(conn, s, p);
+      await mustBeGrantable(conn, s, p);
       if (!(await first(conn, s.isMember(p.accountId, p.entitlementId)))) return false;
       await db.exec(conn, s.revoke(p.accountId, p.entitlementId));
       return true;
@@ -82,7 +98,7 @@ export function nativeModel(db: SqlDatabase, opts: SqlResourceOptions): Identity
     async setAccountEnabled(conn, p) {
       const s = await nativeStatements(db, opts, conn);
       const state = await first(conn, s.accountState(p.accountId));
-      if (!state) throw new OutpostError('not_found', `account "${p.accountId}" not found`);
+      if (!state) throw new OutpostError('not_found', 'accountId names no account');
       if (truthy(state.enabled) === p.enabled) return false;
       await db.exec(conn, s.setEnabled(p.accountId, state, p.enabled));
       return true;
@@ -113,11 +129,17 @@ export function queriesModel(db: SqlDatabase, opts: SqlResourceOptions): Identit
     async listing(kind) {
       const stmt = statement(kind, {});
       if (kind === 'listAccounts') return { stmt, map: (row) => columns.account(row) };
-      if (kind === 'listEntitlements') return { stmt, map: (row) => columns.entitlement(row, opts.entitlementKind) };
+      if (kind === 'listEntitlements') return { stmt, map: allowedOnly(opts, (row) => columns.entitlement(row, opts.entitlementKind)) };
       return { stmt, map: (row) => columns.grant(row) };
     },
-    grant: (conn, p) => change(conn, 'grant', { accountId: p.accountId, entitlementId: p.entitlementId }),
-    revoke: (conn, p) => change(conn, 'revoke', { accountId: p.accountId, entitlementId: p.entitlementId }),
+    grant: (conn, p) => {
+      opts.entitlements.check(p.entitlementId);
+      return change(conn, 'grant', { accountId: p.accountId, entitlementId: p.entitlementId });
+    },
+    revoke: (conn, p) => {
+      opts.entitlements.check(p.entitlementId);
+      return change(conn, 'revoke', { accountId: p.accountId, entitlementId: p.entitlementId });
+    },
     setAccountEnabled: (conn, p) => change(conn, 'setAccountEnabled', { accountId: p.accountId, enabled: p.enabled }),
     async check(conn) {
       if (opts.statements.checkResource) await db.exec(conn, statement('checkResource', {}));

@@ -1,5 +1,6 @@
 import { OutpostError } from '../../util/errors.js';
 import { registerSecret } from '../../util/redact.js';
+import { compileEntitlements, type EntitlementRules } from '../entitlements.js';
 import { checkStatementParams, STATEMENT_PARAMS, type StatementName } from './params.js';
 
 /** The resource kinds this connector serves. */
@@ -52,6 +53,9 @@ export interface SqlTlsOptions {
  * - `entitlementKind`: `kind` of entitlements when no `kind` column. Default `group`.
  * - `cancelGraceMs`: how long an aborted statement may take to stop before its
  *   connection is destroyed. Default 5 000.
+ * - `entitlements`: `{include?: [glob], exclude?: [glob]}` narrowing what
+ *   listEntitlements lists and grant/revoke accept (lib/connectors/entitlements.ts).
+ *   Default: everything the model offers. Case-insensitive for mssql.
  */
 export interface SqlResourceOptions {
   name: string;
@@ -69,11 +73,12 @@ export interface SqlResourceOptions {
   columns: Record<string, string>;
   entitlementKind: 'group' | 'role';
   cancelGraceMs: number;
+  entitlements: EntitlementRules;
 }
 
 const TOP_KEYS = new Set([
   'kind', 'model', 'connection', 'tls', 'encrypt', 'pool', 'connectTimeoutMs', 'statementTimeoutMs',
-  'pageSize', 'queries', 'statements', 'columns', 'entitlementKind', 'cancelGraceMs',
+  'pageSize', 'queries', 'statements', 'columns', 'entitlementKind', 'cancelGraceMs', 'entitlements',
 ]);
 const CONNECTION_KEYS = new Set(['host', 'port', 'database', 'user', 'password', 'passwordFile', 'passwordEnv', 'url', 'filename']);
 const QUERY_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -217,6 +222,7 @@ export function parseOptions(name: string, raw: Record<string, unknown>, deps: P
     columns,
     entitlementKind: entitlementKind as 'group' | 'role',
     cancelGraceMs: int('cancelGraceMs', raw.cancelGraceMs, 5_000, 1, 600_000),
+    entitlements: compileEntitlements(name, raw.entitlements, { caseInsensitive: kind === 'mssql' }),
   };
 }
 

@@ -90,17 +90,20 @@ export class ColumnMap {
 }
 
 /**
- * Groups streamed rows into pages of `pageSize` and writes each one,
+ * Groups streamed rows into pages of `pageSize` and writes each one (a row
+ * that `map` turns into undefined is left out, e.g. by an allow-list),
  * awaiting `ctx.writePage` before pulling more rows: the awaited write is the
  * backpressure, so memory holds one page plus the driver's small buffer.
  * Returns the number of records written.
  */
-export async function writeListing<T>(batches: AsyncIterable<Row[]>, pageSize: number, map: (row: Row) => T, ctx: OperationContext): Promise<number> {
+export async function writeListing<T>(batches: AsyncIterable<Row[]>, pageSize: number, map: (row: Row) => T | undefined, ctx: OperationContext): Promise<number> {
   let page: T[] = [];
   let written = 0;
   for await (const batch of batches) {
     for (const row of batch) {
-      page.push(map(row));
+      const record = map(row);
+      if (record === undefined) continue;
+      page.push(record);
       if (page.length >= pageSize) {
         throwIfAborted(ctx.signal);
         await ctx.writePage(page);

@@ -48,6 +48,8 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
   const { auth, leases, agents, waiters, clock, log } = deps;
 
   app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest } }, async (req, reply) => {
+    // heldMs (below) counts from here: never more than the time since the agent sent the poll.
+    const arrivedAtMs = clock.monotonicMs();
     const closed = closeSignal(reply);
     const socket = req.raw.socket;
     const pool = await auth.agent(req);
@@ -56,6 +58,7 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     const resources = new Set(body.resources);
     const deadline = clock.now() + Math.min(body.waitMs, opts.maxWaitMs);
     let woken = false;
+    let parked = false;
     for (;;) {
       if (closed.aborted || socket.destroyed || deps.state() !== 'running') {
         // A wake-up this poll can no longer use goes to another poll.
@@ -63,20 +66,32 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
         return sendJson(reply, NO_JOBS);
       }
       const generation = waiters.generation(pool);
+      // Taken before the claim stamps the leases' expiry, so the agent's fence (its send time + heldMs + TTL) never ends after it.
+      const heldMs = Math.floor(clock.monotonicMs() - arrivedAtMs);
       const claimed = await leases.claimJson(pool, body.agentId, body.resources, body.max);
       if (claimed.refs.length) {
         deliver(closed, pool, claimed.refs);
-        return sendJson(reply, `{"jobs":${claimed.json}}`);
+        return sendJson(reply, `{"jobs":${claimed.json},"heldMs":${heldMs}}`);
       }
       if (woken) void waiters.recheckPool(pool);
       if (waiters.generation(pool) !== generation) continue;
       const remainingMs = deadline - clock.now();
       if (remainingMs <= 0) return sendJson(reply, NO_JOBS);
+      if (!parked) checkParkedQuota(pool);
+      parked = true;
       const outcome = await waiters.wait(pool, resources, remainingMs, closed);
       if (outcome !== 'woken' && outcome !== 'closed') return sendJson(reply, NO_JOBS);
       woken = outcome === 'woken';
     }
   });
+
+  /** A poll that would park beyond the pool's quota gets 429 (it took no job; the claim ran first). */
+  function checkParkedQuota(pool: string): void {
+    const max = opts.maxParkedPollsPerPool;
+    if (max === undefined || waiters.parkedIn(pool) < max) return;
+    deps.metrics.quotaRefusals.inc({ quota: 'parked_polls_per_pool' });
+    throw new OutpostError('rate_limited', `pool ${pool} already has ${max} parked polls on this replica (quotas.parkedPollsPerPool)`, { retryAfterMs: 10_000 });
+  }
 
   /**
    * A lease answer that cannot be delivered (the agent left during the poll,

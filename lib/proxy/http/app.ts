@@ -1,28 +1,28 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { OutpostError } from '../../util/errors.js';
 import { buildOpenApi } from '../../protocol/openapi.js';
 import { registerAgentRoutes } from './agent-routes.js';
 import { registerJobRoutes } from './job-routes.js';
 import { installErrorHandlers, sendError } from './errors.js';
+import { installJsonParser, rejectRepeatedQuery } from './json-body.js';
 import type { RouteDeps, RouteOptions } from './context.js';
-import { dashboardHtml } from '../dashboard.js';
+import { dashboardPage } from '../dashboard.js';
+import { accessOf } from './auth.js';
+import { metricsScope, renderMetrics } from './metrics-view.js';
 import { PACKAGE_VERSION } from '../../util/version.js';
 
 /**
- * JSON bodies parsed by hand so that a parse error never quotes the body (it
- * may hold a token) and an empty body on a body-less POST (cancel) is fine.
+ * The body a refused (unauthenticated or wrong-role) request may still send:
+ * up to this it is drained unread, so the client reads its 401/403 and keeps
+ * the connection; a larger or chunked body gets the answer and a closed
+ * connection, never read (a 4 MiB body costs the proxy nothing).
  */
-function installJsonParser(app: FastifyInstance): void {
-  app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text.trim() === '') return done(null, undefined);
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(new OutpostError('invalid_request', 'body: malformed JSON'), undefined);
-    }
-  });
+export const REFUSED_BODY_LIMIT_BYTES = 64 * 1024;
+
+function bodyOverRefusedLimit(req: FastifyRequest): boolean {
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  return length !== undefined && !(/^\d{1,9}$/.test(length) && Number(length) <= REFUSED_BODY_LIMIT_BYTES);
 }
 
 /** Registers every route of the proxy on `app`. */
@@ -30,11 +30,24 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
   installJsonParser(app);
   installErrorHandlers(app, deps.log);
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/v1/')) return;
+    // Decided on the route the router matched (the decoded path), before the body is read.
+    const access = accessOf(req.routeOptions.url, req.method);
+    if (access === 'public') return;
+    if (access === 'optional') {
+      if (req.headers.authorization !== undefined) await deps.auth.authenticate(req, access);
+      return;
+    }
     // While stopping, answer in the protocol's own form; agents back off and find another replica.
     if (deps.state() !== 'running') return sendError(reply, new OutpostError('unavailable', 'the proxy is stopping', { retryAfterMs: 1000 }), req);
-    await deps.auth.authenticate(req);
+    try {
+      await deps.auth.authenticate(req, access);
+    } catch (err) {
+      // A refused caller's body is never parsed; a large one is not even read.
+      if (bodyOverRefusedLimit(req)) reply.header('connection', 'close');
+      throw err;
+    }
   });
+  app.addHook('preValidation', rejectRepeatedQuery);
   app.addHook('onResponse', async (req, reply) => {
     // The route pattern, not the URL: job ids must not become label values.
     deps.metrics.requests.inc({ route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
@@ -52,13 +65,14 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
     }
     return { status: 'ready' };
   });
-  app.get('/metrics', async (_req, reply) => {
+  // Pool names only to a scrape with a token allowed to see them (metrics-view.ts).
+  app.get('/metrics', async (req, reply) => {
     reply.type(deps.metrics.registry.contentType);
-    return deps.metrics.registry.metrics();
+    return renderMetrics(deps.metrics.registry, metricsScope(deps.auth.known(req)));
   });
-  // The Agents dashboard: a static page; it reads the job-side API with an admin token the operator enters.
-  const dashboard = dashboardHtml({ version: PACKAGE_VERSION });
-  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(dashboard));
+  // The Agents dashboard: a static page; it reads the job-side API with a viewer or admin token the operator enters.
+  const dashboard = dashboardPage({ version: PACKAGE_VERSION });
+  app.get('/', async (_req, reply) => reply.headers(dashboard.headers).send(dashboard.html));
   const openapi = buildOpenApi();
   app.get('/openapi.json', async () => openapi);
 }

@@ -16,6 +16,10 @@ import type { ProxyMetrics } from '../metrics.js';
 export interface RouteOptions {
   /** Cap on a lease poll's wait and on `GET /v1/jobs/{id}?waitMs`. */
   maxWaitMs: number;
+  /** Parked lease polls per pool on this replica; a poll beyond it gets 429. Default: unlimited. */
+  maxParkedPollsPerPool?: number;
+  /** Accept job types the proxy does not know, unchecked (config `acceptUnknownTypes`). Default false. */
+  acceptUnknownTypes?: boolean;
 }
 
 /** What the routes work with; built once by the composition root. */

@@ -6,10 +6,12 @@ import {
   BatchEnqueueRequest,
   EnqueueRequest,
   Id,
+  MAX_QUEUE_TIMEOUT_MS,
   TERMINAL_STATUSES,
   type JobStatus,
   type JobView,
 } from '../../protocol/schemas.js';
+import { assertEnqueueable, payloadSchemaOf } from '../../protocol/operations.js';
 import type { Principal } from '../store/tokens.js';
 import type { NewJob } from '../store/jobs.js';
 import { canSee } from './auth.js';
@@ -27,9 +29,47 @@ function intParam(value: unknown, name: string, max: number): number | undefined
   return Math.min(Number(value), max);
 }
 
+/** Largest page of `GET /v1/jobs` and `GET /v1/agents`. */
+const MAX_PAGE = 1000;
+
+/**
+ * Checks what the protocol schema cannot: a known type with a matching
+ * payload and resource (PAYLOAD_SCHEMAS), and an `expiresAt` within 30 days.
+ */
+function checkItem(item: EnqueueRequest, where: string, nowMs: number, opts: RouteOptions): void {
+  if (!opts.acceptUnknownTypes || payloadSchemaOf(item.type)) assertEnqueueable(item, where);
+  if (item.expiresAt !== undefined) {
+    const at = Date.parse(item.expiresAt);
+    if (!Number.isFinite(at)) throw new OutpostError('invalid_request', `${where}.expiresAt: must be an ISO 8601 date-time`);
+    if (at - nowMs > MAX_QUEUE_TIMEOUT_MS) throw new OutpostError('invalid_request', `${where}.expiresAt: at most 30 days ahead`);
+    if (item.queueTimeoutMs !== undefined) throw new OutpostError('invalid_request', `${where}.queueTimeoutMs: give expiresAt or queueTimeoutMs, not both`);
+  }
+}
+
 /** The job side of wire protocol v1 (DESIGN "Job side"). */
 export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps: RouteDeps): void {
   const { auth, jobs, tokens } = deps;
+
+  /**
+   * `no agent of pool P serves resource R` for each distinct (pool, resource)
+   * of the new jobs that no agent offered within the presence window: a typo
+   * in a resource name shows at once instead of as a job queued forever.
+   */
+  async function warningsFor(items: readonly NewJob[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for (const j of items) {
+      if (j.resource === undefined || j.resource === null) continue;
+      const key = `${j.pool}\u0000${j.resource}`;
+      if (out.has(key)) continue;
+      out.set(key, (await deps.agents.serves(j.pool, j.resource)) ? '' : `no agent of pool ${j.pool} serves resource ${j.resource}`);
+    }
+    return out;
+  }
+
+  function withWarnings<T extends object>(answer: T, job: NewJob, warnings: Map<string, string>): T & { warnings?: string[] } {
+    const w = job.resource ? warnings.get(`${job.pool}\u0000${job.resource}`) : '';
+    return w ? { ...answer, warnings: [w] } : answer;
+  }
 
   /** The pool a new job goes to: the token's own, or the one named (configured admin token). */
   async function poolFor(p: Principal, item: EnqueueRequest, index: number | null): Promise<NewJob> {
@@ -52,22 +92,28 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
 
   app.post<{ Body: EnqueueRequest }>('/v1/jobs', { schema: { body: EnqueueRequest } }, async (req, reply) => {
     const p = await auth.admin(req);
-    const [out] = await jobs.enqueue([await poolFor(p, req.body, null)]);
-    return reply.code(201).send(out);
+    checkItem(req.body, 'body', deps.clock.now(), opts);
+    const job = await poolFor(p, req.body, null);
+    const [out] = await jobs.enqueue([job]);
+    return reply.code(201).send(withWarnings(out!, job, await warningsFor([job])));
   });
 
   app.post<{ Body: BatchEnqueueRequest }>('/v1/jobs/batch', { schema: { body: BatchEnqueueRequest } }, async (req, reply) => {
     const p = await auth.admin(req);
     const items: NewJob[] = [];
     const checked = new Map<string, NewJob>();
+    const nowMs = deps.clock.now();
     for (const [i, item] of req.body.jobs.entries()) {
+      checkItem(item, `body.jobs.${i}`, nowMs, opts);
       // Pool existence is checked once per pool, not once per job.
       const known = item.pool !== undefined ? checked.get(item.pool) : undefined;
       const job = known ? { ...item, pool: known.pool } : await poolFor(p, item, i);
       checked.set(job.pool, job);
       items.push(job);
     }
-    return reply.code(201).send({ jobs: await jobs.enqueue(items) });
+    const made = await jobs.enqueue(items);
+    const warnings = await warningsFor(items);
+    return reply.code(201).send({ jobs: made.map((m, i) => withWarnings(m, items[i]!, warnings)) });
   });
 
   app.get<{ Params: { id: string }; Querystring: Record<string, string> }>('/v1/jobs/:id', { schema: { params: JobParams } }, async (req) => {
@@ -105,9 +151,10 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
     const { pool, status } = req.query;
     if (status !== undefined && !STATUSES.includes(status)) throw new OutpostError('invalid_request', `querystring.status: must be one of ${STATUSES.join(', ')}`);
     if (pool !== undefined && !canSee(p, pool)) throw new OutpostError('forbidden', 'querystring.pool: not this token’s pool');
-    const limit = intParam(req.query.limit, 'limit', 1000) ?? 100;
+    const limit = Math.max(1, intParam(req.query.limit, 'limit', MAX_PAGE) ?? 100);
     const pools = pool !== undefined ? [pool] : p.pool !== null ? [p.pool] : null;
-    return { jobs: await jobs.list(pools, status as JobStatus | undefined, limit) };
+    const cursor = req.query.cursor || undefined;
+    return jobs.list(pools, status as JobStatus | undefined, limit, cursor);
   });
 
   app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', { schema: { params: JobParams } }, async (req) => {
@@ -118,11 +165,17 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
     return job;
   });
 
-  app.get<{ Querystring: Record<string, string> }>('/v1/agents', async (req) => {
+  app.get<{ Querystring: Record<string, string> }>('/v1/agents', async (req, reply) => {
     const p = await auth.admin(req);
     const { pool } = req.query;
     if (pool !== undefined && !canSee(p, pool)) throw new OutpostError('forbidden', 'querystring.pool: not this token’s pool');
     const pools = pool !== undefined ? [pool] : p.pool !== null ? [p.pool] : null;
-    return deps.agents.list(pools);
+    const paged = req.query.limit !== undefined || req.query.cursor !== undefined;
+    const limit = Math.max(1, intParam(req.query.limit, 'limit', MAX_PAGE) ?? MAX_PAGE);
+    const page = await deps.agents.list(pools, limit, req.query.cursor || undefined);
+    if (paged) return page;
+    // The bare array of DESIGN (the dashboard reads it): its first page only; the cursor of the rest in a header.
+    if (page.nextCursor) reply.header('x-next-cursor', page.nextCursor);
+    return page.agents;
   });
 }

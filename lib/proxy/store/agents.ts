@@ -1,17 +1,30 @@
 import type { Clock } from '../../util/clock.js';
+import { OutpostError } from '../../util/errors.js';
 import type { AgentView } from '../../protocol/schemas.js';
-import { marks, query, run, type Db } from './db.js';
+import { atomic, marks, run, stmt, type Db, type Stmt } from './db.js';
 import { num } from './rows.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import type { QuotaName } from './jobs.js';
 
 /** Options of the agent registry. */
 export interface AgentStoreOptions {
   /** An agent is online while seen within this window. Default (config) 90 000 ms. */
   presenceMs: number;
+  /**
+   * Agents remembered per pool. A new agentId beyond it takes the place of
+   * the longest-offline agent of the pool, or is refused (429) when all are
+   * online. Default (config `quotas.agentsPerPool`) 1 000; unlimited when absent.
+   */
+  maxAgentsPerPool?: number;
+  /** Bytes of hostname + version + resources stored per agent (413 beyond). Default (config) 8 192; unlimited when absent. */
+  maxInfoBytes?: number;
 }
 
 export interface AgentStoreDeps {
   db: Db;
   clock: Clock;
+  /** Told of each refusal (metrics). */
+  onQuota?: (quota: QuotaName) => void;
 }
 
 /** What an agent says about itself on each poll. */
@@ -22,12 +35,29 @@ export interface AgentInfo {
   resources?: readonly string[];
 }
 
+/** One page of agents. */
+export interface AgentPageResult {
+  agents: AgentView[];
+  nextCursor: string | null;
+}
+
 /** Above this many remembered agents, entries older than the presence window are dropped. */
 const MAX_TRACKED_AGENTS = 10_000;
+/** Above this many remembered (pool, resource) pairs the presence map starts over (the store answers meanwhile). */
+const MAX_SERVED_ENTRIES = 100_000;
 
 interface Seen {
   writtenAtMs: number;
   fingerprint: string;
+}
+
+interface AgentRow {
+  pool: string;
+  agent_id: string;
+  hostname: string;
+  version: string;
+  resources: string;
+  last_seen_at: number | string;
 }
 
 /**
@@ -37,6 +67,8 @@ interface Seen {
  */
 export class AgentStore {
   private readonly seen = new Map<string, Seen>();
+  /** `pool \0 resource` → when an agent of this replica last offered it (written with the row). */
+  private readonly served = new Map<string, number>();
 
   constructor(
     private readonly opts: AgentStoreOptions,
@@ -49,50 +81,164 @@ export class AgentStore {
     const prev = this.seen.get(key);
     const fingerprint = info.hostname === undefined ? prev?.fingerprint ?? '' : JSON.stringify([info.hostname, info.version, info.resources]);
     if (prev && prev.fingerprint === fingerprint && now - prev.writtenAtMs < this.opts.presenceMs / 10) return;
+    if (info.hostname === undefined) {
+      // A heartbeat carries no description: refresh lastSeenAt of a known agent only.
+      this.remember(key, now, fingerprint);
+      await run(this.deps.db, 'UPDATE outpost_agents SET last_seen_at = ? WHERE pool = ? AND agent_id = ?', [now, pool, info.agentId]);
+      return;
+    }
+    const resources = JSON.stringify(info.resources ?? []);
+    const bytes = Buffer.byteLength(info.hostname) + Buffer.byteLength(info.version ?? '') + Buffer.byteLength(resources);
+    if (this.opts.maxInfoBytes !== undefined && bytes > this.opts.maxInfoBytes) {
+      this.deps.onQuota?.('agent_info_bytes');
+      throw new OutpostError('too_large', `body: hostname, version and resources take ${bytes} bytes; the limit is ${this.opts.maxInfoBytes} (quotas.agentInfoBytes)`);
+    }
+    const row = [info.hostname, info.version ?? '', resources, now];
+    await this.write(pool, info.agentId, row);
+    this.remember(key, now, fingerprint);
+    if (this.served.size > MAX_SERVED_ENTRIES) this.served.clear();
+    for (const r of info.resources ?? []) this.served.set(`${pool}\u0000${r}`, now);
+  }
+
+  private remember(key: string, now: number, fingerprint: string): void {
     this.seen.set(key, { writtenAtMs: now, fingerprint });
     // Agents get a new id at every start: forget throttle entries of agents long gone.
     if (this.seen.size > MAX_TRACKED_AGENTS) {
       for (const [k, v] of this.seen) if (now - v.writtenAtMs > this.opts.presenceMs) this.seen.delete(k);
     }
-    if (info.hostname === undefined) {
-      // A heartbeat carries no description: refresh lastSeenAt of a known agent only.
-      await run(this.deps.db, 'UPDATE outpost_agents SET last_seen_at = ? WHERE pool = ? AND agent_id = ?', [now, pool, info.agentId]);
-      return;
-    }
-    await run(
-      this.deps.db,
-      `INSERT INTO outpost_agents (pool, agent_id, hostname, version, resources, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (pool, agent_id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version,
-         resources = excluded.resources, last_seen_at = excluded.last_seen_at`,
-      [pool, info.agentId, info.hostname, info.version ?? '', JSON.stringify(info.resources ?? []), now],
-    );
   }
 
-  /** Agents of some pools (all when null) with their status and leased job count. */
-  async list(pools: readonly string[] | null): Promise<AgentView[]> {
-    const where = pools ? `WHERE pool IN (${marks(pools.length)})` : '';
-    const rows = await run<{ pool: string; agent_id: string; hostname: string; version: string; resources: string; last_seen_at: number | string }>(
+  /**
+   * Updates the agent's row, or inserts it within the pool's quota, in one
+   * transaction. On PostgreSQL an advisory lock per pool makes the count
+   * exact across replicas (only new agents take it).
+   */
+  private async write(pool: string, agentId: string, row: unknown[]): Promise<void> {
+    const limit = this.opts.maxAgentsPerPool;
+    const offlineBefore = this.deps.clock.now() - this.opts.presenceMs;
+    const postgres = this.deps.db.dialect === 'postgres';
+    const admitted = await atomic(this.deps.db, function* (): Generator<Stmt, boolean, unknown[]> {
+      const updated = yield stmt('UPDATE outpost_agents SET hostname = ?, version = ?, resources = ?, last_seen_at = ? WHERE pool = ? AND agent_id = ? RETURNING agent_id', [...row, pool, agentId]);
+      if (updated.length) return true;
+      if (limit !== undefined) {
+        if (postgres) yield stmt('SELECT pg_advisory_xact_lock(7242002, hashtext(?))', [pool]);
+        const [c] = (yield stmt('SELECT COUNT(*) AS n FROM outpost_agents WHERE pool = ?', [pool])) as Array<{ n: number | string }>;
+        if (num(c?.n) >= limit) {
+          // Full: the agent offline for longest makes room (restarted agents come back with new ids).
+          const freed = yield stmt(
+            `DELETE FROM outpost_agents WHERE pool = ? AND agent_id =
+               (SELECT agent_id FROM outpost_agents WHERE pool = ? AND last_seen_at < ? ORDER BY last_seen_at LIMIT 1) RETURNING agent_id`,
+            [pool, pool, offlineBefore],
+          );
+          if (!freed.length) return false;
+        }
+      }
+      yield stmt(
+        `INSERT INTO outpost_agents (pool, agent_id, hostname, version, resources, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (pool, agent_id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version,
+           resources = excluded.resources, last_seen_at = excluded.last_seen_at`,
+        [pool, agentId, ...row],
+      );
+      return true;
+    });
+    if (!admitted) {
+      this.deps.onQuota?.('agents_per_pool');
+      throw new OutpostError('rate_limited', `pool ${pool} already has ${limit} agents online; the limit is ${limit} (quotas.agentsPerPool)`, {
+        retryAfterMs: Math.min(this.opts.presenceMs, 60_000),
+      });
+    }
+  }
+
+  /**
+   * Whether an agent of `pool` offered `resource` within the presence window:
+   * this replica's memory first, else one query over the pool's agents
+   * (bounded by the agents quota) with a substring test on the stored JSON.
+   */
+  async serves(pool: string, resource: string): Promise<boolean> {
+    const since = this.deps.clock.now() - this.opts.presenceMs;
+    const at = this.served.get(`${pool}\u0000${resource}`);
+    if (at !== undefined && at >= since) return true;
+    const find = this.deps.db.dialect === 'postgres' ? 'strpos(resources, ?) > 0' : 'instr(resources, ?) > 0';
+    const rows = await run(
       this.deps.db,
-      `SELECT * FROM outpost_agents ${where} ORDER BY pool, agent_id`,
-      pools ?? [],
+      `SELECT 1 AS x FROM outpost_agents WHERE pool = ? AND last_seen_at >= ? AND ${find} LIMIT 1`,
+      [pool, since, JSON.stringify(resource)],
     );
-    const counts = await run<{ pool: string; agent_id: string; n: number | string }>(
+    return rows.length > 0;
+  }
+
+  /**
+   * One page of agents of some pools (all when null), by (pool, agentId),
+   * with their status and leased job count (counted for this page only).
+   */
+  async list(pools: readonly string[] | null, limit = 1000, cursor?: string): Promise<AgentPageResult> {
+    const where: string[] = [];
+    const bindings: unknown[] = [];
+    if (pools) {
+      where.push(`pool IN (${marks(pools.length)})`);
+      bindings.push(...pools);
+    }
+    if (cursor) {
+      const [pool, agentId] = decodeCursor(cursor, ['string', 'string']);
+      where.push('(pool, agent_id) > (?, ?)');
+      bindings.push(pool, agentId);
+    }
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new Error('list: limit must be a positive integer');
+    const rows = await run<AgentRow>(
       this.deps.db,
-      `SELECT pool, agent_id, COUNT(*) AS n FROM outpost_jobs WHERE status = 'leased' ${pools ? `AND pool IN (${marks(pools.length)})` : ''}
-       GROUP BY pool, agent_id`,
-      pools ?? [],
+      `SELECT * FROM outpost_agents ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY pool, agent_id LIMIT ${limit + 1}`,
+      bindings,
     );
-    const inFlight = new Map(counts.map((c) => [`${c.pool}\u0000${c.agent_id}`, num(c.n)]));
+    const page = rows.slice(0, limit);
+    const inFlight = new Map<string, number>();
+    const byPool = new Map<string, string[]>();
+    for (const r of page) byPool.set(r.pool, [...(byPool.get(r.pool) ?? []), r.agent_id]);
+    // Leased jobs only, from their partial index (SQLite is told: it would rather scan the table).
+    const hint = this.deps.db.dialect === 'sqlite' ? 'INDEXED BY outpost_jobs_leased' : '';
+    for (const [pool, ids] of byPool) {
+      const counts = await run<{ agent_id: string; n: number | string }>(
+        this.deps.db,
+        `SELECT agent_id, COUNT(*) AS n FROM outpost_jobs ${hint} WHERE status = 'leased' AND pool = ? AND agent_id IN (${marks(ids.length)}) GROUP BY agent_id`,
+        [pool, ...ids],
+      );
+      for (const c of counts) inFlight.set(`${pool}\u0000${c.agent_id}`, num(c.n));
+    }
     const now = this.deps.clock.now();
-    return rows.map((r) => ({
-      agentId: r.agent_id,
-      pool: r.pool,
-      hostname: r.hostname,
-      version: r.version,
-      resources: JSON.parse(r.resources) as string[],
-      status: now - num(r.last_seen_at) <= this.opts.presenceMs ? 'online' : 'offline',
-      lastSeenAt: new Date(num(r.last_seen_at)).toISOString(),
-      inFlight: inFlight.get(`${r.pool}\u0000${r.agent_id}`) ?? 0,
-    }));
+    const last = page[page.length - 1];
+    return {
+      agents: page.map((r) => ({
+        agentId: r.agent_id,
+        pool: r.pool,
+        hostname: r.hostname,
+        version: r.version,
+        resources: JSON.parse(r.resources) as string[],
+        status: now - num(r.last_seen_at) <= this.opts.presenceMs ? 'online' : 'offline',
+        lastSeenAt: new Date(num(r.last_seen_at)).toISOString(),
+        inFlight: inFlight.get(`${r.pool}\u0000${r.agent_id}`) ?? 0,
+      })),
+      nextCursor: rows.length > limit && last ? encodeCursor([last.pool, last.agent_id]) : null,
+    };
+  }
+
+  /** Agents online per pool, from the index on last_seen_at (for `/metrics`). */
+  async onlineCounts(): Promise<Array<{ pool: string; n: number }>> {
+    const rows = await run<{ pool: string; n: number | string }>(
+      this.deps.db,
+      'SELECT pool, COUNT(*) AS n FROM outpost_agents WHERE last_seen_at >= ? GROUP BY pool',
+      [this.deps.clock.now() - this.opts.presenceMs],
+    );
+    return rows.map((r) => ({ pool: r.pool, n: num(r.n) }));
+  }
+
+  /** Deletes up to `batch` agents not seen for `olderThanMs`; returns how many. */
+  async deleteOffline(olderThanMs: number, batch: number): Promise<number> {
+    const rows = await run<{ agent_id: string }>(
+      this.deps.db,
+      `DELETE FROM outpost_agents WHERE (pool, agent_id) IN
+         (SELECT pool, agent_id FROM outpost_agents WHERE last_seen_at < ? ORDER BY last_seen_at LIMIT ${Math.max(1, Math.floor(batch))})
+       RETURNING agent_id`,
+      [this.deps.clock.now() - olderThanMs],
+    );
+    return rows.length;
   }
 }

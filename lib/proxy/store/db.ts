@@ -166,7 +166,12 @@ export async function migrate(db: Db): Promise<void> {
     // state, not one that also holds every finished job.
     `CREATE INDEX IF NOT EXISTS outpost_jobs_queued ON outpost_jobs (pool, available_at, id) WHERE status = 'queued'`,
     `CREATE INDEX IF NOT EXISTS outpost_jobs_leased ON outpost_jobs (lease_expires_at) WHERE status = 'leased'`,
-    `CREATE INDEX IF NOT EXISTS outpost_jobs_list ON outpost_jobs (pool, created_at)`,
+    // Listings page newest first by (created_at, id) of a pool; retention reads it oldest first. It
+    // replaces (pool, created_at). No index on status: it cost the claim and result path ~40 %, and
+    // every further full index costs each (non-HOT) update on PostgreSQL (bench/proxy-scale.ts
+    // --hotpath). Open jobs are listed from the partial indexes above.
+    `DROP INDEX IF EXISTS outpost_jobs_list`,
+    `CREATE INDEX IF NOT EXISTS outpost_jobs_pool_created ON outpost_jobs (pool, created_at, id)`,
     `CREATE UNIQUE INDEX IF NOT EXISTS outpost_jobs_idem ON outpost_jobs (pool, idempotency_key)`,
     `CREATE TABLE IF NOT EXISTS outpost_output (
       job_id TEXT NOT NULL,
@@ -183,6 +188,9 @@ export async function migrate(db: Db): Promise<void> {
       created_at ${big} NOT NULL
     )`,
     `CREATE INDEX IF NOT EXISTS outpost_tokens_pool ON outpost_tokens (pool)`,
+    // Moved by every token revocation: replicas compare it to drop their auth caches (TokenStore.revision).
+    `CREATE TABLE IF NOT EXISTS outpost_token_revision (id INTEGER PRIMARY KEY, revision ${big} NOT NULL)`,
+    `INSERT INTO outpost_token_revision (id, revision) VALUES (1, 0) ON CONFLICT DO NOTHING`,
     `CREATE TABLE IF NOT EXISTS outpost_agents (
       pool TEXT NOT NULL,
       agent_id TEXT NOT NULL,
@@ -192,14 +200,49 @@ export async function migrate(db: Db): Promise<void> {
       last_seen_at ${big} NOT NULL,
       PRIMARY KEY (pool, agent_id)
     )`,
+    `CREATE INDEX IF NOT EXISTS outpost_agents_seen ON outpost_agents (last_seen_at)`,
+    // Output bytes kept per pool: the per-pool quota is checked without summing the pool's pages.
+    `CREATE TABLE IF NOT EXISTS outpost_pool_usage (
+      pool TEXT PRIMARY KEY,
+      output_bytes ${big} NOT NULL DEFAULT 0
+    )`,
+  ];
+  // Columns added after the first release, then the indexes that use them.
+  const columns: Array<[string, string, string]> = [
+    ['outpost_jobs', 'expires_at', big],
+    ['outpost_jobs', 'output_bytes', `${big} NOT NULL DEFAULT 0`],
+    ['outpost_output', 'bytes', `${big} NOT NULL DEFAULT 0`],
+    // Token lifecycle: a public id (list, revoke), a role, expiry, revocation, last use.
+    ['outpost_tokens', 'id', 'TEXT'],
+    ['outpost_tokens', 'role', 'TEXT'],
+    ['outpost_tokens', 'expires_at', big],
+    ['outpost_tokens', 'revoked_at', big],
+    ['outpost_tokens', 'last_used_at', big],
+  ];
+  const late = [
+    // The expiry sweep reads queued jobs past their time (partial: only queued jobs are in it).
+    `CREATE INDEX IF NOT EXISTS outpost_jobs_expiry ON outpost_jobs (expires_at) WHERE status = 'queued'`,
+    // Tokens made before roles: an admin flag becomes role admin, else agent; each gets a random id.
+    `UPDATE outpost_tokens SET role = CASE WHEN admin = 1 THEN 'admin' ELSE 'agent' END WHERE role IS NULL`,
+    db.dialect === 'postgres'
+      ? `UPDATE outpost_tokens SET id = 'tok_' || substr(md5(random()::text || hash), 1, 12) WHERE id IS NULL`
+      : `UPDATE outpost_tokens SET id = 'tok_' || lower(hex(randomblob(6))) WHERE id IS NULL`,
+    `CREATE UNIQUE INDEX IF NOT EXISTS outpost_tokens_id ON outpost_tokens (id)`,
   ];
   if (db.dialect === 'postgres') {
     // Two replicas starting together must not race on CREATE … IF NOT EXISTS.
     await db.knex.transaction(async (trx) => {
       await trx.raw('SELECT pg_advisory_xact_lock(7242001)');
       for (const s of statements) await trx.raw(s);
+      for (const [table, column, type] of columns) await trx.raw(`ALTER TABLE ${table} ADD COLUMN IF NOT EXISTS ${column} ${type}`);
+      for (const s of late) await trx.raw(s);
     });
     return;
   }
   for (const s of statements) await db.knex.raw(s);
+  for (const [table, column, type] of columns) {
+    const present = rowsOf<{ name: string }>(await db.knex.raw(`PRAGMA table_info(${table})`));
+    if (!present.some((c) => c.name === column)) await db.knex.raw(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+  }
+  for (const s of late) await db.knex.raw(s);
 }

@@ -3,6 +3,8 @@ import type { Db } from './db.js';
 
 /** The PostgreSQL channel on which replicas tell each other that work is available. */
 export const NOTIFY_CHANNEL = 'outpost_jobs';
+/** The PostgreSQL channel on which a token revocation is announced (payload: the token id), so replicas drop their auth caches at once. */
+export const TOKENS_CHANNEL = 'outpost_tokens';
 
 /** What the store tells the rest of the proxy when the queue changes. */
 export interface StoreEvents {

@@ -1,25 +1,53 @@
 import type { Knex } from 'knex';
 import type { Clock } from '../../util/clock.js';
+import { OutpostError } from '../../util/errors.js';
 import type { EnqueueRequest, JobStatus, JobView } from '../../protocol/schemas.js';
 import { marks, query, run, type Db } from './db.js';
 import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
-import { newJobId, toJobView, type JobRow } from './rows.js';
+import { newJobId, num, toJobView, type JobRow } from './rows.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import type { QueuedQuota } from './queued.js';
 
 /** Defaults of a new job (DESIGN "Job life"). */
 export const DEFAULT_MAX_ATTEMPTS = 3;
 export const DEFAULT_TIMEOUT_MS = 300_000;
+/** Default time a job may stay queued before it ends `failed`/`expired` (config `queueTimeoutMs`). */
+export const DEFAULT_QUEUE_TIMEOUT_MS = 86_400_000;
+
+/** A quota that refused a request, for the `outpost_proxy_quota_refusals_total{quota}` metric. */
+export type QuotaName =
+  | 'agents_per_pool'
+  | 'agent_info_bytes'
+  | 'parked_polls_per_pool'
+  | 'output_bytes_per_job'
+  | 'output_bytes_per_pool'
+  | 'queued_jobs_per_pool'
+  | 'requests_per_token';
 
 export interface JobStoreDeps {
   db: Db;
   clock: Clock;
   events: StoreEvents;
   replicaId: string;
+  /** The queued-jobs quota; none when absent (store tests). */
+  queued?: QueuedQuota;
+  /** Told of each refusal (metrics). */
+  onQuota?: (quota: QuotaName) => void;
+  /** Default queue timeout. Default 24 h. */
+  queueTimeoutMs?: number;
 }
 
 /** An enqueue item whose pool has been decided by the caller's token. */
 export type NewJob = EnqueueRequest & { pool: string };
 
-const COLUMNS = ['id', 'pool', 'type', 'resource', 'payload', 'status', 'max_attempts', 'timeout_ms', 'idempotency_key', 'available_at', 'created_at'];
+/** One page of a listing. */
+export interface JobPage {
+  jobs: JobView[];
+  /** Cursor of the next page; null on the last one. */
+  nextCursor: string | null;
+}
+
+const COLUMNS = ['id', 'pool', 'type', 'resource', 'payload', 'status', 'max_attempts', 'timeout_ms', 'idempotency_key', 'available_at', 'created_at', 'expires_at'];
 
 /** The job side of the store: enqueue, read, list, cancel. */
 export class JobStore {
@@ -31,8 +59,30 @@ export class JobStore {
    * NOTIFY goes out in the same transaction, so other replicas wake at commit.
    */
   async enqueue(items: readonly NewJob[]): Promise<Array<{ id: string; status: JobStatus }>> {
+    const quota = this.deps.queued;
+    if (!quota) return this.insert(items);
+    const perPool = new Map<string, number>();
+    for (const j of items) perPool.set(j.pool, (perPool.get(j.pool) ?? 0) + 1);
+    const admitted: Array<[string, number]> = [];
+    try {
+      for (const [pool, n] of perPool) {
+        const queued = await quota.admit(pool, n);
+        if (queued !== null) {
+          this.deps.onQuota?.('queued_jobs_per_pool');
+          throw new OutpostError('rate_limited', `pool ${pool} has ${queued} queued jobs; the limit is ${quota.limit} (quotas.queuedJobsPerPool)`, { retryAfterMs: 10_000 });
+        }
+        admitted.push([pool, n]);
+      }
+      return await this.insert(items);
+    } finally {
+      for (const [pool, n] of admitted) quota.settle(pool, n);
+    }
+  }
+
+  private async insert(items: readonly NewJob[]): Promise<Array<{ id: string; status: JobStatus }>> {
     const { db, clock, events } = this.deps;
     const now = clock.now();
+    const defaultExpiryMs = this.deps.queueTimeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS;
     const ids = items.map(() => newJobId(Date.now()));
     const bindings: unknown[] = [];
     const tuples: string[] = [];
@@ -41,6 +91,7 @@ export class JobStore {
       bindings.push(
         ids[i], j.pool, j.type, j.resource ?? null, JSON.stringify(j.payload ?? {}), 'queued',
         j.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, j.timeoutMs ?? DEFAULT_TIMEOUT_MS, j.idempotencyKey ?? null, now, now,
+        expiresAtMs(j, now, defaultExpiryMs),
       );
     });
     const av: Available = new Map();
@@ -89,24 +140,53 @@ export class JobStore {
     return row ? toJobView(row) : undefined;
   }
 
-  /** Jobs of some pools (all when `pools` is null), newest first. */
-  async list(pools: readonly string[] | null, status: JobStatus | undefined, limit: number): Promise<JobView[]> {
-    const where: string[] = [];
-    const bindings: unknown[] = [];
-    if (pools) {
-      where.push(`pool IN (${marks(pools.length)})`);
-      bindings.push(...pools);
+  /**
+   * One page of jobs of some pools (all when `pools` is null), newest first:
+   * keyset paging on (created_at, id). Each pool's page is read from the
+   * (pool, created_at, id) index, or for open jobs from the partial index of
+   * their status, so `status=queued` costs the same with a million finished
+   * jobs; all pools are one page per pool, merged.
+   */
+  async list(pools: readonly string[] | null, status: JobStatus | undefined, limit: number, cursor?: string): Promise<JobPage> {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new Error('list: limit must be a positive integer');
+    if (status && !LISTED_STATUSES.includes(status)) throw new Error('list: unknown status');
+    const after = cursor ? decodeCursor(cursor, ['number', 'string']) : null;
+    const rows: JobRow[] = [];
+    for (const pool of pools ?? (await this.pools())) rows.push(...(await this.poolPage(pool, status, limit + 1, after)));
+    if (pools?.length !== 1) rows.sort((a, b) => num(b.created_at) - num(a.created_at) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { jobs: page.map(toJobView), nextCursor: rows.length > limit && last ? encodeCursor([num(last.created_at), last.id]) : null };
+  }
+
+  private async poolPage(pool: string, status: JobStatus | undefined, limit: number, after: Array<string | number> | null): Promise<JobRow[]> {
+    // The status as a literal, not a binding: only then can the planner use the partial index of that status.
+    const where = ['pool = ?', ...(status ? [`status = '${status}'`] : [])];
+    const bindings: unknown[] = [pool];
+    if (after) {
+      // A row value: both SQLite and PostgreSQL read it as a range of the (pool, created_at, id) index.
+      where.push('(created_at, id) < (?, ?)');
+      bindings.push(...after);
     }
-    if (status) {
-      where.push('status = ?');
-      bindings.push(status);
-    }
-    const rows = await run<JobRow>(
+    // Open jobs (few: bounded by the queue quota and the agents' concurrency) come from their partial
+    // index and are sorted; SQLite is told so, or it may walk a million finished jobs newest-first.
+    const hint = this.deps.db.dialect === 'sqlite' && (status === 'queued' || status === 'leased') ? `INDEXED BY outpost_jobs_${status}` : '';
+    return run<JobRow>(
       this.deps.db,
-      `SELECT * FROM outpost_jobs ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
-      [...bindings, limit],
+      `SELECT * FROM outpost_jobs ${hint} WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ${limit}`,
+      bindings,
     );
-    return rows.map(toJobView);
+  }
+
+  /** Pools that have jobs, in order: a loose scan of the index on pool, one seek per pool (capped). */
+  async pools(max = 10_000): Promise<string[]> {
+    const out: string[] = [];
+    for (let after = ''; out.length < max; ) {
+      const [row] = await run<{ pool: string }>(this.deps.db, 'SELECT pool FROM outpost_jobs WHERE pool > ? ORDER BY pool LIMIT 1', [after]);
+      if (!row) break;
+      out.push((after = row.pool));
+    }
+    return out;
   }
 
   /**
@@ -141,4 +221,34 @@ export class JobStore {
     for (const r of rows) for (let i = 0; i < Math.min(Number(r.n), capPerResource); i++) out.push(r.resource);
     return out;
   }
+
+  /**
+   * Queued jobs past their `expires_at` end `failed` with code `expired`, at
+   * most `batch` per call (the sweep calls again while a batch is full).
+   * Returns the ids it expired.
+   */
+  async expireQueued(batch: number): Promise<string[]> {
+    const { db, clock } = this.deps;
+    const now = clock.now();
+    const lock = db.dialect === 'postgres' ? 'FOR UPDATE SKIP LOCKED' : '';
+    const rows = await run<{ id: string }>(
+      db,
+      `UPDATE outpost_jobs SET status = 'failed', finished_at = ?, error = ?
+       WHERE status = 'queued' AND id IN (SELECT id FROM outpost_jobs WHERE status = 'queued' AND expires_at <= ? ORDER BY expires_at LIMIT ${Math.max(1, Math.floor(batch))} ${lock})
+       RETURNING id`,
+      [now, EXPIRED_ERROR, now],
+    );
+    for (const r of rows) this.deps.events.changed(r.id);
+    return rows.map((r) => r.id);
+  }
+}
+
+const LISTED_STATUSES: readonly string[] = ['queued', 'leased', 'succeeded', 'failed', 'cancelled'];
+
+const EXPIRED_ERROR = JSON.stringify({ code: 'expired', message: 'the job was still queued at its expiry (expiresAt / queueTimeoutMs)', retryable: false });
+
+/** When a new job expires if still queued: its `expiresAt`, else now + its `queueTimeoutMs` or the default. */
+function expiresAtMs(j: NewJob, now: number, defaultMs: number): number {
+  if (j.expiresAt !== undefined) return Date.parse(j.expiresAt);
+  return now + (j.queueTimeoutMs ?? defaultMs);
 }

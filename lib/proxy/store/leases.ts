@@ -75,7 +75,7 @@ export class LeaseStore {
       db,
       `UPDATE outpost_jobs SET status = 'leased', attempt = attempt + 1, leases = leases + 1,
          lease_token = CAST(? AS TEXT) || id, agent_id = ?, lease_expires_at = ?,
-         started_at = COALESCE(started_at, ?), output_records = 0
+         started_at = COALESCE(started_at, ?), output_records = 0, output_bytes = 0
        WHERE id IN (SELECT id FROM outpost_jobs WHERE pool = ? AND status = 'queued' AND available_at <= ? AND ${fits}
                     ORDER BY available_at, id LIMIT ${max} ${lock})
        RETURNING id, type, resource, payload, attempt, timeout_ms, leases, lease_token`,
@@ -83,7 +83,7 @@ export class LeaseStore {
     );
     // Pages of an earlier lease are discarded so that a reader never sees two attempts mixed.
     for (const r of rows) {
-      if (num(r.leases) > 1) await run(db, 'DELETE FROM outpost_output WHERE job_id = ? AND lease_token <> ?', [r.id, r.lease_token]);
+      if (num(r.leases) > 1) await discardOutput(db, pool, r.id, r.lease_token);
     }
     return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
   }
@@ -289,4 +289,13 @@ export class LeaseStore {
     announce(events, av);
     return rows.length;
   }
+}
+
+/** Deletes a job's pages of earlier leases and gives their bytes back to the pool's output quota, in one transaction. */
+async function discardOutput(db: Db, pool: string, jobId: string, leaseToken: string): Promise<void> {
+  await atomic(db, function* (): Generator<Stmt, void, unknown[]> {
+    const gone = (yield stmt('DELETE FROM outpost_output WHERE job_id = ? AND lease_token <> ? RETURNING bytes', [jobId, leaseToken])) as Array<{ bytes: number | string }>;
+    const bytes = gone.reduce((n, r) => n + num(r.bytes), 0);
+    if (bytes) yield stmt('UPDATE outpost_pool_usage SET output_bytes = output_bytes - ? WHERE pool = ?', [bytes, pool]);
+  });
 }

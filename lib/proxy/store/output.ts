@@ -1,12 +1,27 @@
+import { OutpostError } from '../../util/errors.js';
 import type { Db, Stmt } from './db.js';
 import { atomic, run, stmt } from './db.js';
+import type { QuotaName } from './jobs.js';
 
 /** What became of an output page. */
 export type PageStatus = 'accepted' | 'duplicate' | 'lost' | 'not_found';
 
+/** Output quotas; unlimited when absent. */
+export interface OutputStoreOptions {
+  /** Bytes of stored pages per job (the current lease's). Default (config) 1 GiB. */
+  maxBytesPerJob?: number;
+  /** Bytes of stored pages per pool, all kept jobs together. Default (config) 8 GiB. */
+  maxBytesPerPool?: number;
+}
+
 export interface OutputStoreDeps {
   db: Db;
+  /** Told of each refusal (metrics). */
+  onQuota?: (quota: QuotaName) => void;
 }
+
+/** Rolls the append's transaction back when a quota refuses the page. */
+const REFUSED = new Error('output quota');
 
 /** Pages read per query when streaming a job's output. */
 const PAGES_PER_READ = 16;
@@ -17,27 +32,65 @@ const PAGES_PER_READ = 16;
  * one (the claim deletes them).
  */
 export class OutputStore {
-  constructor(private readonly deps: OutputStoreDeps) {}
+  constructor(
+    private readonly deps: OutputStoreDeps,
+    private readonly opts: OutputStoreOptions = {},
+  ) {}
 
-  /** Appends one page if `leaseToken` holds the job of `pool`; counts its records. One transaction. */
+  /**
+   * Appends one page if `leaseToken` holds the job of `pool`; counts its
+   * records and bytes against the job's and the pool's quotas. One
+   * transaction: a page over a quota is rolled back (413 `too_large`), so
+   * nothing beyond the quota is stored.
+   */
   async append(pool: string, jobId: string, leaseToken: string, seq: number, records: readonly unknown[]): Promise<PageStatus> {
-    return atomic(this.deps.db, function* (): Generator<Stmt, PageStatus, unknown[]> {
+    const text = JSON.stringify(records);
+    const bytes = Buffer.byteLength(text);
+    const perJob = this.opts.maxBytesPerJob ?? Number.MAX_SAFE_INTEGER;
+    const perPool = this.opts.maxBytesPerPool ?? Number.MAX_SAFE_INTEGER;
+    let refused: QuotaName | null = null;
+    const status = await atomic(this.deps.db, function* (): Generator<Stmt, PageStatus | 'refused', unknown[]> {
       const inserted = yield stmt(
-        `INSERT INTO outpost_output (job_id, lease_token, seq, records, count)
-         SELECT ?, ?, ?, ?, ? WHERE EXISTS
+        `INSERT INTO outpost_output (job_id, lease_token, seq, records, count, bytes)
+         SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS
            (SELECT 1 FROM outpost_jobs WHERE id = ? AND pool = ? AND lease_token = ? AND status = 'leased')
          ON CONFLICT (job_id, lease_token, seq) DO NOTHING RETURNING seq`,
-        [jobId, leaseToken, seq, JSON.stringify(records), records.length, jobId, pool, leaseToken],
+        [jobId, leaseToken, seq, text, records.length, bytes, jobId, pool, leaseToken],
       );
       if (inserted.length) {
-        yield stmt('UPDATE outpost_jobs SET output_records = output_records + ? WHERE id = ?', [records.length, jobId]);
+        const job = yield stmt(
+          'UPDATE outpost_jobs SET output_records = output_records + ?, output_bytes = output_bytes + ? WHERE id = ? AND output_bytes + ? <= ? RETURNING id',
+          [records.length, bytes, jobId, bytes, perJob],
+        );
+        if (!job.length) refused = 'output_bytes_per_job';
+        else if (bytes > perPool) refused = 'output_bytes_per_pool';
+        else {
+          const usage = yield stmt(
+            `INSERT INTO outpost_pool_usage (pool, output_bytes) VALUES (?, ?)
+             ON CONFLICT (pool) DO UPDATE SET output_bytes = outpost_pool_usage.output_bytes + excluded.output_bytes
+               WHERE outpost_pool_usage.output_bytes + excluded.output_bytes <= ? RETURNING pool`,
+            [pool, bytes, perPool],
+          );
+          if (!usage.length) refused = 'output_bytes_per_pool';
+        }
+        // Thrown to roll the page back; answered below.
+        if (refused) throw REFUSED;
         return 'accepted';
       }
       const job = yield stmt('SELECT id FROM outpost_jobs WHERE id = ? AND pool = ?', [jobId, pool]);
       if (!job.length) return 'not_found';
       const page = yield stmt('SELECT seq FROM outpost_output WHERE job_id = ? AND lease_token = ? AND seq = ?', [jobId, leaseToken, seq]);
       return page.length ? 'duplicate' : 'lost';
+    }).catch((err: unknown) => {
+      if (err === REFUSED) return 'refused' as const;
+      throw err;
     });
+    if (status !== 'refused') return status;
+    const which = refused as QuotaName | null;
+    this.deps.onQuota?.(which ?? 'output_bytes_per_job');
+    throw which === 'output_bytes_per_pool'
+      ? new OutpostError('too_large', `pool ${pool}: stored output would exceed ${perPool} bytes (quotas.outputBytesPerPool); finished jobs free it when deleted (retention)`)
+      : new OutpostError('too_large', `job ${jobId}: output would exceed ${perJob} bytes (quotas.outputBytesPerJob)`);
   }
 
   /**

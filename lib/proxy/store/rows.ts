@@ -26,6 +26,9 @@ export interface JobRow {
   created_at: number | string;
   started_at: number | string | null;
   finished_at: number | string | null;
+  /** When the job ends `expired` if still queued (null for rows from before the column existed). */
+  expires_at?: number | string | null;
+  output_bytes?: number | string;
 }
 
 /** Number of a BIGINT column, whichever driver produced it. */
@@ -58,6 +61,7 @@ export function toJobView(r: JobRow): JobView {
     createdAt: iso(r.created_at),
     startedAt: iso(r.started_at),
     finishedAt: iso(r.finished_at),
+    expiresAt: iso(r.expires_at ?? null),
   };
 }
 

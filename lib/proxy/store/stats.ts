@@ -9,19 +9,32 @@ export interface PoolCount {
 }
 
 /**
- * Read-only aggregates for `/metrics`, computed at scrape time (a scrape every
- * 15–60 s costs one indexed GROUP BY; nothing is counted on the hot path).
+ * Read-only aggregates for `/metrics`, computed at scrape time (nothing is
+ * counted on the hot path). Each count reads only the index entries of open
+ * jobs (the partial index of queued jobs; the (pool, status) index for
+ * leased ones), never a finished job, so a scrape costs the same with a
+ * million finished jobs kept.
  */
 export class StatsStore {
   constructor(private readonly deps: { db: Db }) {}
 
   /** Open jobs per pool and status (queued, leased). */
   async queueDepth(): Promise<PoolCount[]> {
-    const rows = await run<{ pool: string; status: string; n: number | string }>(
-      this.deps.db,
-      `SELECT pool, status, COUNT(*) AS n FROM outpost_jobs WHERE status IN ('queued', 'leased') GROUP BY pool, status`,
-      [],
-    );
-    return rows.map((r) => ({ pool: r.pool, status: r.status, n: Number(r.n) }));
+    const out: PoolCount[] = [];
+    for (const status of ['queued', 'leased'] as const) {
+      const rows = await run<{ pool: string; n: number | string }>(
+        this.deps.db,
+        `SELECT pool, COUNT(*) AS n FROM outpost_jobs WHERE status = '${status}' GROUP BY pool`,
+        [],
+      );
+      for (const r of rows) out.push({ pool: r.pool, status, n: Number(r.n) });
+    }
+    return out;
+  }
+
+  /** Stored output bytes per pool (the counter the output quota checks). */
+  async outputBytes(): Promise<Array<{ pool: string; n: number }>> {
+    const rows = await run<{ pool: string; n: number | string }>(this.deps.db, 'SELECT pool, output_bytes AS n FROM outpost_pool_usage', []);
+    return rows.map((r) => ({ pool: r.pool, n: Number(r.n) }));
   }
 }

@@ -143,14 +143,15 @@ describe('LDAP connector against slapd', () => {
     expect(await ldap.revoke(p, ctx())).toEqual({ changed: true });
   });
 
-  it('grant of an unknown group or account is not_found; a non-group is invalid_request', async () => {
+  it('grant of an unknown group or account is not_found; a non-group is forbidden', async () => {
     const bad = [
       { accountId: slapd.userDN(1), entitlementId: slapd.groupDN('nope') },
       { accountId: `uid=ghost,${slapd.peopleDN}`, entitlementId: slapd.groupDN('staff') },
     ];
     for (const p of bad) await expect(ldap.grant(p, ctx())).rejects.toMatchObject({ code: 'not_found', retryable: false });
     await expect(ldap.grant({ accountId: slapd.userDN(1), entitlementId: slapd.userDN(2) }, ctx())).rejects.toMatchObject({
-      code: 'invalid_request',
+      code: 'forbidden',
+      retryable: false,
     });
   });
 

@@ -53,7 +53,7 @@ describe('LDAP connector safety', () => {
       await expect(search({ filter: '(uid=user00001)', attributes })).rejects.toMatchObject({ code: 'invalid_request' });
     }
     const err = await caught(() => search({ filter: '(uid=user00001)', attributes: ['userPassword', '2.5.4.35'] }));
-    expect(err).toMatchObject({ code: 'invalid_request' });
+    expect(err).toMatchObject({ code: 'forbidden', retryable: false });
     expect(err.message).toContain('password attributes are never returned');
   });
 

@@ -148,6 +148,25 @@ describe('LDAP connector against Samba AD', () => {
     expect(e).not.toHaveProperty('unicodePwd');
   });
 
+  it('refuses changes to the base OU and groups as accounts, and filters on password or LAPS attributes', async () => {
+    const uac = await uacOf(dc.ouDN).catch(() => NaN);
+    for (const accountId of [dc.ouDN, dc.groupDN('staff')]) {
+      const err = await caught(() => ad.setAccountEnabled({ accountId, enabled: false }, ctx()));
+      expect(err).toMatchObject({ code: 'forbidden', retryable: false });
+    }
+    expect(await uacOf(dc.ouDN).catch(() => NaN)).toEqual(uac);
+    await expect(ad.grant({ accountId: dc.userDN(7), entitlementId: dc.ouDN }, ctx())).rejects.toMatchObject({ code: 'forbidden' });
+    for (const filter of [`(&(sAMAccountName=${dc.sam(2)})(unicodePwd=*))`, '(ms-Mcs-AdmPwd=*)', '(|(cn=x)(msLAPS-Password=*))', '(:1.2.840.113556.1.4.803:=2)']) {
+      const c = ctx();
+      await expect(ad.extra['ldap.search']!({ filter, attributes: ['cn'] }, c)).rejects.toMatchObject({ code: 'forbidden', retryable: false });
+      expect(c.pages).toEqual([]);
+    }
+    // The AD bitwise matching rule on a named attribute stays usable.
+    await expect(ad.extra['ldap.search']!({ filter: '(userAccountControl:1.2.840.113556.1.4.803:=2)', attributes: ['cn'] }, ctx())).resolves.toEqual({
+      records: expect.any(Number),
+    });
+  });
+
   it('a wrong password is invalid_credentials, not retryable, without the password', async () => {
     const wrong = 'Not-The-Adm1n-Pw';
     const err = await caught(() => connector({ password: wrong }).checkResource({}, ctx()));

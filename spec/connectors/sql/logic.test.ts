@@ -62,16 +62,24 @@ describe('error tables', () => {
     expect(classify(kind, err)).toEqual({ code, retryable });
   });
 
-  it('keeps driver text, redacts secrets, and passes OutpostErrors through', () => {
+  it('keeps the server\'s text, never a driver\'s, never rewrites by value, and passes OutpostErrors through', () => {
     registerSecret('Leaky-Pass-777');
-    const e = mapSqlError('mysql', Object.assign(new Error("Access denied for user 'u' using Leaky-Pass-777"), { errno: 1045, code: 'ER_ACCESS_DENIED_ERROR' }));
-    expect(e).toMatchObject({ code: 'invalid_credentials', retryable: false, message: "mysql ER_ACCESS_DENIED_ERROR: Access denied for user 'u' using [REDACTED]" });
-    const unknown = mapSqlError('postgres', new Error('weird'));
-    expect(unknown).toMatchObject({ code: 'internal', retryable: false, message: 'postgres: weird' });
+    const denied = "Access denied for user 'u'@'localhost' (using password: YES)";
+    const e = mapSqlError('mysql', Object.assign(new Error(denied), { errno: 1045, code: 'ER_ACCESS_DENIED_ERROR', sqlState: '28000' }));
+    expect(e).toMatchObject({ code: 'invalid_credentials', retryable: false, message: `mysql ER_ACCESS_DENIED_ERROR: ${denied}` });
+    // MariaDB 1698: access denied for a user (auth plugin), not an internal error.
+    const socket = mapSqlError('mysql', Object.assign(new Error("Access denied for user 'root'@'localhost'"), { errno: 1698, code: 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR', sqlState: '28000' }));
+    expect(socket).toMatchObject({ code: 'invalid_credentials', retryable: false });
+    // A server message is not rewritten even when it holds a registered value (it names a role, here).
+    const role = mapSqlError('postgres', Object.assign(new Error('role "Leaky-Pass-777" does not exist'), { code: '42704' }));
+    expect(role.message).toBe('postgres 42704: role "Leaky-Pass-777" does not exist');
+    // Driver-level text may quote the connection string: a fixed text by code instead.
+    const unknown = mapSqlError('postgres', new Error('weird postgres://u:Leaky-Pass-777@db/x'));
+    expect(unknown).toMatchObject({ code: 'internal', retryable: false, message: 'postgres Error: unexpected driver error' });
     const mine = new OutpostError('not_found', 'x');
     expect(mapSqlError('postgres', mine)).toBe(mine);
     const agg = Object.assign(new AggregateError([Object.assign(new Error('connect ECONNREFUSED ::1:5432'), { code: 'ECONNREFUSED' })], ''), {});
-    expect(mapSqlError('postgres', agg)).toMatchObject({ code: 'unavailable', retryable: true, message: 'postgres: connect ECONNREFUSED ::1:5432' });
+    expect(mapSqlError('postgres', agg)).toMatchObject({ code: 'unavailable', retryable: true, message: 'postgres ECONNREFUSED: the database is unreachable or closed the connection' });
   });
 });
 

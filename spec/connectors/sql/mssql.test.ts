@@ -22,14 +22,26 @@ describe('mssql: statements (compiled offline by the knex mssql client)', () => 
   it('listings read the catalog views with no parameters', () => {
     expect(s.listAccounts().sql).toMatch(/from sys\.database_principals dp left join sys\.server_principals sp on sp\.sid = dp\.sid/);
     expect(s.listAccounts().bindings).toEqual([]);
-    expect(s.listEntitlements().sql).toMatch(/where type = 'R' and name <> 'public'/);
+    expect(s.listEntitlements().sql).toMatch(/from classified c where c\.refused is null order by c\.id$/);
     expect(s.listGrants().sql).toMatch(/from sys\.database_role_members rm/);
   });
 
   it('lookups bind names as @p parameters', () => {
     expect(s.accountState(`o'brien`)).toEqual({ sql: expect.stringContaining('where dp.name = @p0 and'), bindings: [`o'brien`] });
-    expect(s.entitlementExists('readers')).toEqual({ sql: expect.stringContaining('where name = @p0 and'), bindings: ['readers'] });
+    expect(s.entitlementState('readers')).toEqual({ sql: expect.stringMatching(/select c\.refused from classified c where c\.id = @p0$/), bindings: ['readers'] });
     expect(s.isMember('alice', 'readers')).toEqual({ sql: expect.stringMatching(/where m\.name = @p0 and r\.name = @p1$/), bindings: ['alice', 'readers'] });
+  });
+
+  it('entitlements: one classification refuses fixed roles, public, the agent\'s memberships and roles inside them', () => {
+    const list = s.listEntitlements().sql;
+    const state = s.entitlementState('x').sql;
+    // The same CTE in both statements: one definition of an entitlement.
+    const cte = (sql: string) => sql.slice(0, sql.indexOf('select c.')).trimEnd();
+    expect(cte(list)).toBe(cte(state));
+    expect(list).toMatch(/is_fixed_role = 1 or name = 'public'/);
+    expect(list).toMatch(/select database_principal_id\(\)/);
+    expect(list).toMatch(/join barred b on rm\.role_principal_id = b\.principal_id/);
+    for (const key of ['user', 'fixed', 'agent', 'inherits']) expect(list).toContain(`then '${key}'`);
   });
 
   it('changes quote principal names as identifiers, brackets doubled', () => {

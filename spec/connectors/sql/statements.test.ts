@@ -29,6 +29,12 @@ describe('native statements, offline', () => {
     expect(s.grant(`'alice'@'%'`, `'readers'@'%'`)).toEqual({ sql: `grant 'readers'@'%' to 'alice'@'%'`, bindings: [] });
     expect(s.setEnabled(`'o''brien'@'10.%'`, {}, false)).toEqual({ sql: `alter user 'o''brien'@'10.%' account lock`, bindings: [] });
     expect(s.entitlement({ user: 'readers', host: '%' })).toEqual({ id: `'readers'@'%'`, uid: null, name: 'readers', kind: 'role', description: null });
+    // One classification for listing and for the grant-time check, over role_edges, default_roles and the privilege tables.
+    const state = s.entitlementState(`'readers'@'%'`);
+    expect(state).toEqual({ sql: expect.stringMatching(/select c\.refused from classified c where c\.user = \? and c\.host = \?$/), bindings: ['readers', '%'] });
+    const list = s.listEntitlements().sql;
+    expect(list.slice(0, list.lastIndexOf('select c.'))).toBe(state.sql.slice(0, state.sql.lastIndexOf('select c.')));
+    for (const t of ['mysql.role_edges', 'mysql.default_roles', 'mysql.global_grants', 'Super_priv', 'Create_user_priv', 'File_priv']) expect(list).toContain(t);
   });
 
   it('MariaDB grants a quoted role identifier to two quoted literals', () => {

@@ -9,11 +9,41 @@ const s = (v: unknown): string | null => (v === null || v === undefined ? null :
 const USER_TYPES = `dp.type in ('S', 'U', 'E') and dp.principal_id > 4`;
 
 /**
+ * Every database principal with the rule it breaks (`refused`), or null for
+ * an entitlement: a database role (type R) that is not `public` or a fixed
+ * role (db_owner, db_securityadmin, db_accessadmin …), is not one the agent's
+ * database user belongs to (directly or not), and is not itself a member
+ * (directly or not) of any such role. One definition for listEntitlements and
+ * grant/revoke (read inside their transaction).
+ */
+const CLASSIFIED = `with agent(principal_id) as (
+    select database_principal_id()
+    union all
+    select rm.role_principal_id from sys.database_role_members rm join agent a on rm.member_principal_id = a.principal_id
+  ),
+  barred(principal_id) as (
+    select principal_id from sys.database_principals where type = 'R' and (is_fixed_role = 1 or name = 'public')
+    union all
+    select principal_id from agent
+    union all
+    select rm.member_principal_id from sys.database_role_members rm join barred b on rm.role_principal_id = b.principal_id
+  ),
+  classified as (
+    select dp.name as id, dp.principal_id,
+           case when dp.type <> 'R' then 'user'
+                when dp.is_fixed_role = 1 or dp.name = 'public' then 'fixed'
+                when dp.principal_id in (select principal_id from agent) then 'agent'
+                when dp.principal_id in (select principal_id from barred) then 'inherits'
+           end as refused
+      from sys.database_principals dp
+  )`;
+
+/**
  * SQL Server principals of the connected database. Accounts are database
  * users; `enabled` is their server login's state (`sys.server_principals.is_disabled`;
  * a user without a login, such as a contained user, counts as enabled), and
- * setAccountEnabled runs ALTER LOGIN on that login. Entitlements are database
- * roles except `public`; grants are sys.database_role_members.
+ * setAccountEnabled runs ALTER LOGIN on that login. Entitlements are the
+ * database roles CLASSIFIED as such; grants are sys.database_role_members.
  */
 export function mssqlStatements(compile: Compile): NativeStatements {
   return {
@@ -34,8 +64,8 @@ export function mssqlStatements(compile: Compile): NativeStatements {
     }),
     listEntitlements: () =>
       compile(
-        `select name as id, cast(principal_id as nvarchar(20)) as uid from sys.database_principals
-          where type = 'R' and name <> 'public' order by name`,
+        `${CLASSIFIED}
+         select c.id, cast(c.principal_id as nvarchar(20)) as uid from classified c where c.refused is null order by c.id`,
       ),
     entitlement: (row) => ({ id: String(row.id), uid: s(row.uid), name: String(row.id), kind: 'role', description: null }),
     listGrants: () =>
@@ -53,7 +83,7 @@ export function mssqlStatements(compile: Compile): NativeStatements {
           where dp.name = ? and ${USER_TYPES}`,
         [a],
       ),
-    entitlementExists: (e) => compile(`select 1 as found from sys.database_principals where name = ? and type = 'R'`, [e]),
+    entitlementState: (e) => compile(`${CLASSIFIED} select c.refused from classified c where c.id = ?`, [e]),
     isMember: (a, e) =>
       compile(
         `select 1 as found from sys.database_role_members rm

@@ -1,5 +1,6 @@
 import { formatMysqlAccount, mysqlString, parseMysqlAccount, quoteIdent } from '../ident.js';
 import { truthy } from '../records.js';
+import { MARIADB_CLASSIFIED, MYSQL_CLASSIFIED } from './mysql-entitlements.js';
 import type { Compile, NativeStatements } from './types.js';
 
 // `binary`: MariaDB's mysql.user is a view whose computed columns (and json_value) carry the
@@ -18,7 +19,8 @@ const account = (id: string): string => {
  * (is_role = 'Y', id = the role name), grants are mysql.roles_mapping.
  * MySQL 8: roles are accounts too; entitlements are the accounts made by
  * CREATE ROLE (locked, expired, no password) or already granted
- * (mysql.role_edges), with ids in the same `'role'@'host'` form.
+ * (mysql.role_edges), with ids in the same `'role'@'host'` form. Either way
+ * only roles that pass the classification of mysql-entitlements.ts.
  */
 export function mysqlStatements(compile: Compile, flavor: 'mariadb' | 'mysql'): NativeStatements {
   const maria = flavor === 'mariadb';
@@ -45,11 +47,8 @@ export function mysqlStatements(compile: Compile, flavor: 'mariadb' | 'mysql'): 
     listEntitlements: () =>
       compile(
         maria
-          ? `select User as id from mysql.user where binary is_role = 'Y' order by User`
-          : `select distinct u.User as user, u.Host as host from mysql.user u
-              where (u.account_locked = 'Y' and u.password_expired = 'Y' and u.authentication_string = '')
-                 or exists (select 1 from mysql.role_edges e where e.FROM_USER = u.User and e.FROM_HOST = u.Host)
-              order by u.User, u.Host`,
+          ? `${MARIADB_CLASSIFIED} select c.id from classified c where c.refused is null order by c.id`
+          : `${MYSQL_CLASSIFIED} select c.user, c.host from classified c where c.refused is null order by c.user, c.host`,
       ),
     entitlement: (row) => {
       const id = maria ? String(row.id) : formatMysqlAccount(String(row.user), String(row.host));
@@ -77,10 +76,11 @@ export function mysqlStatements(compile: Compile, flavor: 'mariadb' | 'mysql'): 
           )
         : compile(`select account_locked <> 'Y' as enabled from mysql.user where User = ? and Host = ?`, [a.user, a.host]);
     },
-    entitlementExists: (id) => {
-      if (maria) return compile(`select 1 as found from mysql.user where binary User = ? and binary is_role = 'Y'`, [id]);
+    entitlementState: (id) => {
+      // A role and a user may share a name (different hosts): the role row answers first.
+      if (maria) return compile(`${MARIADB_CLASSIFIED} select c.refused from classified c where binary c.id = ? order by c.is_role desc limit 1`, [id]);
       const r = parseMysqlAccount(id);
-      return compile('select 1 as found from mysql.user where User = ? and Host = ?', [r.user, r.host]);
+      return compile(`${MYSQL_CLASSIFIED} select c.refused from classified c where c.user = ? and c.host = ?`, [r.user, r.host]);
     },
     isMember: (id, roleId) => {
       const a = parseMysqlAccount(id);

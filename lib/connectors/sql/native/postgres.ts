@@ -6,13 +6,54 @@ const q = (name: string): string => quoteIdent('postgres', name);
 const s = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 
 /**
+ * Every role with the rule it breaks (`refused`), or null for an entitlement.
+ * One definition, used by listEntitlements and by grant/revoke (inside their
+ * transaction). A role is not an entitlement when it is predefined (`pg_*`),
+ * can log in, has SUPERUSER, CREATEROLE, BYPASSRLS or REPLICATION, is the
+ * agent's own role (session and current user) or one the agent is a member
+ * of, directly or not (PostgreSQL 16+: by a membership with INHERIT or SET),
+ * or is itself a member (directly or not, any option) of any such role:
+ * whoever is granted it could SET ROLE into, or administer, the other one.
+ */
+const CLASSIFIED = `with recursive
+  agent(oid) as (
+    select oid from pg_roles where rolname in (session_user, current_user)
+    union
+    select am.roleid from pg_auth_members am join agent a on am.member = a.oid
+     -- PostgreSQL 16+: a membership with neither INHERIT nor SET (what CREATEROLE gives a role's creator,
+     -- with ADMIN) lends the agent nothing; before 16 the columns do not exist and every membership counts.
+     where coalesce((to_jsonb(am) ->> 'inherit_option')::boolean, true) or coalesce((to_jsonb(am) ->> 'set_option')::boolean, true)
+  ),
+  barred(oid) as (
+    select r.oid from pg_roles r
+     where r.rolcanlogin or r.rolsuper or r.rolcreaterole or r.rolbypassrls or r.rolreplication
+        or starts_with(r.rolname, 'pg_') or r.oid in (select oid from agent)
+    union
+    select am.member from pg_auth_members am join barred b on am.roleid = b.oid
+  ),
+  classified as (
+    select r.rolname as id, r.oid,
+           case when starts_with(r.rolname, 'pg_') then 'predefined'
+                when r.rolcanlogin then 'login'
+                when r.rolsuper then 'superuser'
+                when r.rolcreaterole then 'createrole'
+                when r.rolbypassrls then 'bypassrls'
+                when r.rolreplication then 'replication'
+                when r.oid in (select oid from agent) then 'agent'
+                when r.oid in (select oid from barred) then 'inherits'
+           end as refused
+      from pg_roles r
+  )`;
+
+/**
  * PostgreSQL principals (pg_roles). Accounts are all roles except the
  * predefined `pg_*` ones, whether or not they can log in, so that a disabled
  * account (NOLOGIN) is still listed; `enabled` is `rolcanlogin`.
- * Entitlements are the roles that cannot log in (group roles), including the
- * predefined ones such as pg_read_all_data. A disabled account therefore also
- * appears as an entitlement: PostgreSQL does not tell users from groups.
- * Grants are pg_auth_members.
+ * Entitlements are the roles CLASSIFIED as such: group roles (NOLOGIN)
+ * without dangerous attributes, outside the agent's own memberships. A
+ * disabled account (NOLOGIN) can therefore still be an entitlement.
+ * Grants are pg_auth_members, all of them (an access review sees every
+ * membership, also those no job may change).
  */
 export function postgresStatements(compile: Compile): NativeStatements {
   return {
@@ -39,8 +80,9 @@ export function postgresStatements(compile: Compile): NativeStatements {
     }),
     listEntitlements: () =>
       compile(
-        `select r.rolname as id, r.oid::text as uid, shobj_description(r.oid, 'pg_authid') as description
-           from pg_roles r where not r.rolcanlogin order by r.rolname`,
+        `${CLASSIFIED}
+         select c.id, c.oid::text as uid, shobj_description(c.oid, 'pg_authid') as description
+           from classified c where c.refused is null order by c.id`,
       ),
     entitlement: (row) => ({ id: String(row.id), uid: s(row.uid), name: String(row.id), kind: 'role', description: s(row.description) }),
     listGrants: () =>
@@ -51,7 +93,7 @@ export function postgresStatements(compile: Compile): NativeStatements {
       ),
     grantRow: (row) => ({ accountId: String(row.account_id), entitlementId: String(row.entitlement_id) }),
     accountState: (a) => compile(`select rolcanlogin as enabled from pg_roles where rolname = ? and left(rolname, 3) <> 'pg_'`, [a]),
-    entitlementExists: (e) => compile('select 1 as found from pg_roles where rolname = ?', [e]),
+    entitlementState: (e) => compile(`${CLASSIFIED} select c.id, c.refused from classified c where c.id = ?`, [e]),
     isMember: (a, e) =>
       compile(
         `select 1 as found from pg_auth_members am join pg_roles r on r.oid = am.roleid join pg_roles m on m.oid = am.member
