@@ -4,13 +4,21 @@ import { loadAgentConfig, type AgentConfig } from '../lib/config/agent.js';
 import { OutpostError, toWireError } from '../lib/util/errors.js';
 import { redact } from '../lib/util/redact.js';
 import { catchSignals, stopWith, tolerateClosedOutput } from './signals.js';
+import { SEAL_USAGE } from './agent-seal.js';
 
 const USAGE = `usage: agent <command> [options]
 
 commands:
   start [--config FILE]   run until SIGTERM/SIGINT, then drain and exit 0
-  check [--config FILE]   validate config, reach the proxy and every resource
+  check [--config FILE] [--json]
+                          validate config, reach the proxy and every resource; say how to
+                          fix what fails (exit 1) or is unsafe (WARN, exit 0); --json: rows as JSON
   version                 print the version
+  keygen --out FILE       new pool sealing key pair (see below)
+  seal …                  seal a secret from stdin for a pool (see below)
+
+sealed secrets:
+${SEAL_USAGE}
 
 The config file may also come from AGENT_CONFIG; every key can be set by environment (see config/README.md).`;
 
@@ -33,7 +41,7 @@ async function start(file: string | undefined): Promise<void> {
   const config = load(file);
   // Loaded only when needed: `version` and config errors answer without loading the HTTP stack.
   const [{ createAgent }, { createLogger }] = await Promise.all([import('../lib/agent/agent.js'), import('../lib/log/index.js')]);
-  const log = createLogger({ level: config.log.level, format: config.log.format });
+  const log = createLogger(config.log);
   let agent;
   try {
     agent = createAgent(config, { log });
@@ -66,25 +74,52 @@ async function start(file: string | undefined): Promise<void> {
   });
 }
 
-async function check(file: string | undefined): Promise<void> {
+async function check(file: string | undefined, json: boolean): Promise<void> {
   const config = load(file);
-  const { checkAgent } = await import('../lib/agent/agent.js');
+  const { checkAgent } = await import('../lib/agent/check.js');
   const rows = await checkAgent(config);
-  const rowsOut = [{ target: 'config', ok: true, latencyMs: 0, detail: 'valid' }, ...rows];
-  const width = Math.max(...rowsOut.map((r) => r.target.length), 6);
-  process.stdout.write(`${'TARGET'.padEnd(width)}  STATUS  LATENCY  DETAIL\n`);
-  for (const r of rowsOut) {
-    const line = `${r.target.padEnd(width)}  ${(r.ok ? 'ok' : 'FAIL').padEnd(6)}  ${`${r.latencyMs}ms`.padStart(7)}  ${r.detail}`;
-    process.stdout.write(`${redact(line)}\n`);
+  if (config.sealing?.privateKey) rows.push(await sealingRow(config.sealing.privateKey));
+  const rowsOut = [{ target: 'config', ok: true, level: 'ok' as const, latencyMs: 0, detail: 'valid' }, ...rows].map((r) => ({
+    ...r,
+    detail: redact(r.detail),
+    ...('hint' in r && r.hint ? { hint: redact(r.hint) } : {}),
+  }));
+  if (json) {
+    // For automation: an array of {target, ok, level: ok|warn|fail, latencyMs, detail, hint?}.
+    process.stdout.write(`${JSON.stringify(rowsOut, null, 2)}\n`);
+  } else {
+    const width = Math.max(...rowsOut.map((r) => r.target.length), 6);
+    process.stdout.write(`${'TARGET'.padEnd(width)}  STATUS  LATENCY  DETAIL\n`);
+    for (const r of rowsOut) {
+      const status = r.level === 'ok' ? 'ok' : r.level.toUpperCase();
+      process.stdout.write(`${redact(`${r.target.padEnd(width)}  ${status.padEnd(6)}  ${`${r.latencyMs}ms`.padStart(7)}  ${r.detail}`)}\n`);
+      if ('hint' in r && r.hint) process.stdout.write(`${' '.repeat(width)}  ${''.padEnd(6)}  ${''.padStart(7)}  fix: ${r.hint}\n`);
+    }
   }
-  process.exit(rowsOut.every((r) => r.ok) ? 0 : 1);
+  // Warnings alone exit 0: the agent works, the operator was told.
+  process.exit(rowsOut.some((r) => r.level === 'fail') ? 1 : 0);
+}
+
+/** The sealing key parses; its public key is shown to compare with `GET /v1/pools/{pool}/key` (a public key is no secret). */
+async function sealingRow(privateKey: string) {
+  const { checkPrivateKey } = await import('../lib/agent/secrets.js');
+  try {
+    return { target: 'sealing key', ok: true, level: 'ok' as const, latencyMs: 0, detail: `public key ${await checkPrivateKey(privateKey)}` };
+  } catch (err) {
+    return { target: 'sealing key', ok: false, level: 'fail' as const, latencyMs: 0, detail: toWireError(err).message };
+  }
 }
 
 async function main(): Promise<void> {
   tolerateClosedOutput();
+  const [first, ...args] = process.argv.slice(2);
+  if (first === 'keygen' || first === 'seal') {
+    const { sealCommand } = await import('./agent-seal.js');
+    return sealCommand(first, args, { fail, out: (text) => process.stdout.write(text), stdin: process.stdin, env: process.env });
+  }
   let parsed;
   try {
-    parsed = parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
+    parsed = parseArgs({ args: process.argv.slice(2), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } });
   } catch (err) {
     fail(`${(err as Error).message}\n${USAGE}`, 64);
   }
@@ -98,7 +133,7 @@ async function main(): Promise<void> {
     case 'start':
       return start(parsed.values.config);
     case 'check':
-      return check(parsed.values.config);
+      return check(parsed.values.config, parsed.values.json === true);
     case 'version':
       process.stdout.write(`${AGENT_VERSION}\n`);
       return;

@@ -5,6 +5,7 @@ import { toWireError } from '../lib/util/errors.js';
 import { PROTOCOL_VERSION } from '../lib/protocol/version.js';
 import { PACKAGE_VERSION } from '../lib/util/version.js';
 import { TOKEN_USAGE, tokenCommand } from './proxy-tokens.js';
+import { POOL_USAGE, poolCommand } from './proxy-pools.js';
 import { catchSignals, stopWith, tolerateClosedOutput } from './signals.js';
 
 /**
@@ -14,6 +15,7 @@ import { catchSignals, stopWith, tolerateClosedOutput } from './signals.js';
 const USAGE = `usage:
   integration-proxy start [--config FILE]
 ${TOKEN_USAGE}
+${POOL_USAGE}
   integration-proxy version`;
 
 
@@ -39,7 +41,7 @@ async function start(file: string | undefined): Promise<void> {
   // Usually done already by the bin/integration-proxy shim, before any module loaded: until stopWith(), a signal exits 0.
   catchSignals();
   const cfg = config(file);
-  const log = createLogger({ level: cfg.log.level, format: cfg.log.format, defaultMeta: { component: 'proxy' } });
+  const log = createLogger({ ...cfg.log, defaultMeta: { component: 'proxy' } });
   const { createProxyServer } = await loadServer();
   const proxy = createProxyServer(cfg, { log });
   const started = proxy.start();
@@ -71,6 +73,8 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'token':
       return tokenCommand(rest, { config, loadServer, fail, out: (text) => process.stdout.write(text) });
+    case 'pool':
+      return poolCommand(rest, { config, loadServer, fail, out: (text) => process.stdout.write(text) });
     case 'version':
     case '--version':
       process.stdout.write(`integration-proxy ${PACKAGE_VERSION} (protocol v${PROTOCOL_VERSION})\n`);

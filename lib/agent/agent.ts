@@ -4,12 +4,13 @@ import { readSecretFile } from '../config/secrets.js';
 import type { Connector, ConnectorFactory } from '../connectors/types.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { sleep, systemClock, type Clock } from '../util/clock.js';
-import { OutpostError, toWireError } from '../util/errors.js';
+import { toWireError } from '../util/errors.js';
 import type { LifecycleState } from '../util/lifecycle.js';
 import { ProxyApi } from './api.js';
 import { loadConnectorKinds } from './connector-kinds.js';
 import { buildConnectors, closeConnectors } from './connectors.js';
 import { createDispatcher } from './dispatch.js';
+import { SecretOpener } from './secrets.js';
 import { HealthServer, Presence } from './health.js';
 import { HttpTransport } from './http.js';
 import { LeaseKeeper } from './leases.js';
@@ -70,21 +71,26 @@ const PRESENCE_MS = 90_000;
 const UNWIND_MS = 1000;
 const RELEASE_WINDOW_MS = 5000;
 const FLUSH_MS = 3000;
+/** Each goodbye call (draining, offline) waits at most this long: 2 s in all, inside the 30 s budget above. */
+const GOODBYE_TIMEOUT_MS = 1000;
 
 /** Builds the agent from its config: the only place (with bin/agent.ts) that builds objects. */
 export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const clock = deps.clock ?? systemClock;
   const agentId = config.agentId;
-  const log = (deps.log ?? createLogger({ level: config.log.level, format: config.log.format })).child({ component: 'agent', agentId });
+  const log = (deps.log ?? createLogger(config.log)).child({ component: 'agent', agentId });
   // Filled by start(), once the configured kinds' connector modules are loaded.
   const connectors = new Map<string, Connector>();
   const presence = new Presence(clock, PRESENCE_MS);
   const transport = new HttpTransport({ caFile: config.proxy.caFile, insecureSkipTlsVerify: config.proxy.insecureSkipTlsVerify, env: deps.env });
   const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, onContact: () => presence.contact() });
-  const metrics = createAgentMetrics({ agentId });
+  const metrics = createAgentMetrics({ agentId, version: AGENT_VERSION });
   const keeper = new LeaseKeeper({ api, clock, log, metrics }, { agentId });
   const reporter = new ResultReporter({ api, clock, log, metrics }, { agentId });
-  const dispatch = createDispatcher({ connectors, clock, agentId });
+  // The pool's sealing key opens sealed payload secrets; libsodium loads on the first job that has one.
+  const opener = new SecretOpener(config.sealing?.privateKey ?? null);
+  const unsealedAllowed = new Set(Object.entries(config.resources).filter(([, r]) => r.allowUnsealedSecrets === true).map(([name]) => name));
+  const dispatch = createDispatcher({ connectors, clock, agentId, opener, unsealedAllowed });
   const runner = new JobRunner({ api, clock, log, keeper, reporter, dispatch, metrics });
   const loop = new LeaseLoop(
     { api, clock, log, metrics, run: (job, at) => runner.run(job, at), onContact: () => presence.contact() },
@@ -116,6 +122,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
     state = 'draining';
     if (wasRunning) log.info('draining: no new leases', { running: loop.running, graceMs: config.shutdownGraceMs });
     await loop.stop();
+    // Presence: the operator sees `draining` at once, then `offline` below (not 90 s of "online").
+    if (wasRunning) await goodbye('draining');
     await within(loop.idle(), config.shutdownGraceMs, skipWait.signal);
     // What still runs is stopped (`shutdown`) and given back, spending no attempt; its result is never
     // reported. The release goes out once the jobs unwound (at most UNWIND_MS), so that another agent
@@ -128,11 +136,21 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
     ]);
     keeper.stop();
     reporter.stop();
+    if (wasRunning) await goodbye('offline');
     await health.stop();
     await closeConnectors(connectors, (name, err) => log.warn('closing a connector failed', { resource: name, error: toWireError(err).message }));
     transport.destroy();
     state = 'stopped';
     if (wasRunning) log.info('stopped');
+  }
+
+  /** Best effort, bounded: a proxy that is down or older (404) must not hold up the shutdown. */
+  async function goodbye(status: 'draining' | 'offline'): Promise<void> {
+    try {
+      await api.goodbye({ agentId, status }, GOODBYE_TIMEOUT_MS);
+    } catch (err) {
+      log.debug('could not tell the integration-proxy this agent is ' + status, { error: toWireError(err).message });
+    }
   }
 
   /** Waits for `work`, at most `ms` (or until `cut` aborts); leaves no timer behind. */
@@ -182,6 +200,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
       log.info('agent started', {
         version: AGENT_VERSION,
         proxy: config.proxy.url,
+        // `via forward proxy HOST:PORT` or `direct`: which path the agent's calls take.
+        route: transport.routeLabel(config.proxy.url).trim() || 'direct',
         concurrency: config.concurrency,
         resources: Object.keys(config.resources),
         healthPort: health.port,
@@ -195,59 +215,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   };
 }
 
-/** One line of `bin/agent check`. */
-export interface CheckRow {
-  target: string;
-  ok: boolean;
-  latencyMs: number;
-  detail: string;
-}
-
-/**
- * `bin/agent check`: reaches the proxy (through the corporate proxy if set)
- * with an empty heartbeat, which authenticates without taking work, then
- * each resource through its connector's `checkResource`.
- */
-export async function checkAgent(config: AgentConfig, deps: AgentDeps = {}, timeoutMs = 10_000): Promise<CheckRow[]> {
-  const clock = deps.clock ?? systemClock;
-  const log = deps.log ?? createLogger({ level: 'error', format: config.log.format });
-  const rows: CheckRow[] = [];
-  const transport = new HttpTransport({ caFile: config.proxy.caFile, insecureSkipTlsVerify: config.proxy.insecureSkipTlsVerify, env: deps.env });
-  const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, callTimeoutMs: timeoutMs });
-  const timed = async (target: string, fn: () => Promise<string>) => {
-    const t0 = clock.now();
-    try {
-      const detail = await fn();
-      rows.push({ target, ok: true, latencyMs: clock.now() - t0, detail });
-    } catch (err) {
-      const w = toWireError(err);
-      rows.push({ target, ok: false, latencyMs: clock.now() - t0, detail: `${w.code}: ${w.message}` });
-    }
-  };
-  await timed(`proxy ${config.proxy.url}`, async () => {
-    await api.heartbeat({ agentId: config.agentId, leases: [] }, AbortSignal.timeout(timeoutMs));
-    return 'reachable, token accepted';
-  });
-  transport.destroy();
-  let connectors = new Map<string, Connector>();
-  await timed('config resources', async () => {
-    connectors = await buildResourceConnectors(config, deps, log, clock);
-    return `${connectors.size} resource(s)`;
-  });
-  for (const [name, c] of connectors) {
-    await timed(`resource ${name} (${c.kind})`, async () => {
-      const ctx = { signal: AbortSignal.timeout(timeoutMs), log, writePage: async () => {} };
-      const r = await c.checkResource({}, ctx);
-      if (!r.ok) throw new OutpostError('unreachable', JSON.stringify(r.details).slice(0, 300));
-      return 'ok';
-    });
-  }
-  await closeConnectors(connectors, () => undefined);
-  return rows;
-}
-
-/** One connector per configured resource, loading only the connector modules of the configured kinds. */
-async function buildResourceConnectors(config: AgentConfig, deps: AgentDeps, log: Logger, clock: Clock): Promise<Map<string, Connector>> {
+/** One connector per configured resource, loading only the connector modules of the configured kinds (also used by check.ts). */
+export async function buildResourceConnectors(config: AgentConfig, deps: AgentDeps, log: Logger, clock: Clock): Promise<Map<string, Connector>> {
   const kinds = deps.connectorKinds ?? (await loadConnectorKinds(Object.values(config.resources).map((r) => r.kind)));
   return buildConnectors(config.resources, kinds, { log, clock, readSecret: (path) => readSecretFile(path, 'resource secret') });
 }

@@ -2,11 +2,13 @@ import type { ClientRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { TSchema, Static } from '@sinclair/typebox';
 import {
+  GoodbyeResponse,
   HeartbeatResponse,
   LeaseResponse,
   OutputResponse,
   ReleaseResponse,
   ResultsResponse,
+  type GoodbyeRequest,
   type HeartbeatRequest,
   type LeaseRequest,
   type OutputRequest,
@@ -77,6 +79,11 @@ export class ProxyApi {
 
   release(body: ReleaseRequest, signal?: AbortSignal): Promise<ReleaseResponse> {
     return this.post('/agent/release', body, ReleaseResponse, this.callTimeoutMs, signal);
+  }
+
+  /** Tells the proxy this agent is draining or gone (presence); `timeoutMs` bounds it (a stopping agent does not wait long). */
+  goodbye(body: GoodbyeRequest, timeoutMs: number, signal?: AbortSignal): Promise<GoodbyeResponse> {
+    return this.post('/agent/goodbye', body, GoodbyeResponse, Math.min(timeoutMs, this.callTimeoutMs), signal);
   }
 
   output(jobId: string, body: OutputRequest, signal?: AbortSignal): Promise<OutputResponse> {

@@ -19,8 +19,10 @@ export function buildConnectors(
       const known = Object.keys(kinds).sort().join(', ') || 'none';
       throw new OutpostError('config_error', `invalid configuration: resources.${name}.kind: unknown kind "${config.kind}" (known: ${known})`);
     }
+    // `allowUnsealedSecrets` is the dispatcher's (any kind), not the connector's: its strict schema never sees it.
+    const { allowUnsealedSecrets: _dispatcherKey, ...own } = config;
     try {
-      out.set(name, factory(name, config, deps));
+      out.set(name, factory(name, own as ResourceConfig, deps));
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const prefix = `resources.${name}`;

@@ -10,6 +10,7 @@ import type { AgentMetrics } from './metrics.js';
 import { splitLease } from './answers.js';
 import { PollPolicy } from './poll-policy.js';
 import { releaseLeases, type ReleaseApi } from './release.js';
+import { UpgradeNotice } from './upgrade.js';
 
 /** The part of the protocol client the loop uses. */
 export interface LeaseApi extends ReleaseApi {
@@ -29,6 +30,8 @@ export interface LeaseLoopOptions {
   waitMs: number;
   /** Backoff after a failed poll. Default PROXY_BACKOFF (lib/util/backoff.ts): 1 s → 10 s, ×2, each delay in [ceiling, ceiling × 1.15]. */
   backoff?: Backoff;
+  /** Wait after a 426 upgrade_required without Retry-After. Default 5 min (30 s – 5 min with Retry-After). */
+  upgradeBackoffMs?: number;
 }
 
 /** How long refused jobs are offered back (release retried with backoff) before they are left to expire. */
@@ -50,6 +53,7 @@ export class LeaseLoop {
   private pollController = new AbortController();
   private loopDone: Promise<void> | undefined;
   private readonly policy: PollPolicy;
+  private readonly upgrade: UpgradeNotice;
   /** Monotonic send time of the poll in flight, if one is. */
   private pollSentAtMs: number | undefined;
   private readonly inflight = new Set<Promise<void>>();
@@ -70,6 +74,10 @@ export class LeaseLoop {
     private readonly opts: LeaseLoopOptions,
   ) {
     this.queue = new PQueue({ concurrency: opts.concurrency });
+    this.upgrade = new UpgradeNotice(
+      { clock: deps.clock, log: deps.log },
+      { version: opts.version, ...(opts.upgradeBackoffMs !== undefined ? { refusedBackoffMs: opts.upgradeBackoffMs } : {}) },
+    );
     this.policy = new PollPolicy({ log: deps.log, ...(deps.metrics ? { metrics: deps.metrics } : {}) }, { waitMs: opts.waitMs, ...(opts.backoff ? { backoff: opts.backoff } : {}) });
   }
 
@@ -142,9 +150,16 @@ export class LeaseLoop {
         );
         jobs = res.jobs;
         heldMs = res.heldMs;
+        this.upgrade.answered(res);
       } catch (err) {
         this.pollSentAtMs = undefined;
         if (signal.aborted) break;
+        if (UpgradeNotice.isRefusal(err)) {
+          // Not retryable, yet not fatal: the agent stays up (health, metrics) and asks again much later.
+          this.deps.metrics?.polls.inc({ outcome: 'error' });
+          await sleep(this.deps.clock, this.upgrade.refused(err), signal).catch(() => undefined);
+          continue;
+        }
         // An idle cut polls again at once; any other failure waits out the backoff.
         const { cut, delayMs } = this.policy.failed(err, this.deps.clock.monotonicMs() - sentAtMs);
         if (cut) this.deps.onContact?.();

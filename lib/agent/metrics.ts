@@ -23,11 +23,15 @@ export interface AgentMetrics {
 }
 
 /** Builds the registry and every metric (called from the composition root only). */
-export function createAgentMetrics(labels: { agentId: string }): AgentMetrics {
+export function createAgentMetrics(labels: { agentId: string; version?: string }): AgentMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ agent_id: labels.agentId });
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  if (labels.version !== undefined) {
+    // Always 1; the version is the label (compare against the proxy's outpost_proxy_agents_by_version).
+    new Gauge({ name: 'outpost_agent_build_info', help: 'The running agent version (value 1)', labelNames: ['version'], registers }).set({ version: labels.version.slice(0, 64) }, 1);
+  }
   return {
     registry,
     leases: new Counter({ name: 'outpost_agent_leases_total', help: 'Jobs received in lease answers', registers }),

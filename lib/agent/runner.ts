@@ -9,6 +9,7 @@ import type { Lease } from './lease.js';
 import type { LeaseKeeper } from './leases.js';
 import type { ResultReporter } from './reporter.js';
 import type { AgentMetrics } from './metrics.js';
+import { auditFields, isWriteType, type AuditOutcome } from './audit.js';
 
 /** The part of the protocol client the runner uses. */
 export interface OutputApi {
@@ -71,24 +72,31 @@ export class JobRunner {
     let outcome = 'stopped';
     if (debug) jobLog().debug('job started');
     let item: ResultItem | undefined;
+    // Writes get one `audit` line at info, however they end (audit.ts says which fields).
+    const audit = isWriteType(job.type)
+      ? (end: Omit<AuditOutcome, 'durationMs'>) => this.deps.log.info('audit', auditFields(job, { ...end, durationMs: clock.monotonicMs() - startedAtMs }))
+      : undefined;
     try {
       const result = await this.deps.dispatch(job, ctx);
       // A result that arrives after the job was stopped is worthless (lost, fenced, released) or a timeout.
       if (lease.stopReason) throw lease.signal.reason;
       item = { jobId: job.id, leaseToken: job.leaseToken, outcome: 'succeeded', result: result === undefined ? null : result };
       outcome = 'succeeded';
+      audit?.({ outcome: 'succeeded', result });
       if (debug) jobLog().debug('job succeeded');
     } catch (err) {
       const stopped = lease.stopReason;
       if (stopped && stopped !== 'timeout') {
         // lost/cancelled/fenced: the lease is no longer ours; shutdown: the drain released it.
         jobLog().info('job stopped', { stopReason: stopped });
+        audit?.({ outcome: 'stopped', stopReason: stopped });
         return;
       }
       const error = toWireError(stopped ? lease.signal.reason : err);
       outcome = 'failed';
       item = { jobId: job.id, leaseToken: job.leaseToken, outcome: 'failed', error: { ...error, message: error.message.slice(0, 4000) } };
       jobLog().warn('job failed', { code: error.code, error: error.message, retryable: error.retryable });
+      audit?.({ outcome: 'failed', code: error.code });
     } finally {
       if (metrics) {
         metrics.inFlight.dec();

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { loadConvict, type LoadOptions } from './load.js';
-import { resolveSecret } from './secrets.js';
+import { readSecretFile, resolveSecret } from './secrets.js';
 import { OutpostError } from '../util/errors.js';
 import { registerSecret } from '../util/redact.js';
 
@@ -35,12 +35,26 @@ export interface AgentConfig {
   shutdownGraceMs: number;
   /** Health server address. Default 0.0.0.0:8080; port 0 = any free port. */
   health: { host: string; port: number };
-  /** Log level and format (`json` default, `pretty` for a terminal). */
-  log: { level: string; format: 'json' | 'pretty' };
+  /**
+   * Log level and format (`json` default, `pretty` for a terminal); `file`: also write JSON lines
+   * there (default null), rotated past `maxSizeBytes` (default 10 MiB), keeping `maxFiles` (default 5).
+   */
+  log: { level: string; format: 'json' | 'pretty'; file?: string | null; maxSizeBytes?: number; maxFiles?: number };
   /** This process's id (AGENT_ID, e.g. the pod name). Default: random. */
   agentId: string;
   /** Named resources this agent can reach. Default none. */
   resources: Record<string, ResourceConfig>;
+  /**
+   * The pool's sealing key (X25519 private key, base64, from `bin/agent keygen`), shared by the pool's
+   * agents like the token: it opens sealed secrets in payloads. Default none: a sealed value is refused.
+   * Always set by loadAgentConfig; optional for configs built in code.
+   */
+  sealing?: {
+    /** File with the private key (AGENT_SEALING_KEY_FILE). Default null. */
+    privateKeyFile: string | null;
+    /** The key read from `privateKeyFile` (registered for log redaction), or null. */
+    privateKey: string | null;
+  };
 }
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'];
@@ -54,6 +68,8 @@ function checkResources(value: unknown): void {
     if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new Error(`resources.${name} must be an object`);
     const kind = (r as { kind?: unknown }).kind;
     if (typeof kind !== 'string' || !kind) throw new Error(`resources.${name}.kind: must be a non-empty string`);
+    const unsealed = (r as { allowUnsealedSecrets?: unknown }).allowUnsealedSecrets;
+    if (unsealed !== undefined && typeof unsealed !== 'boolean') throw new Error(`resources.${name}.allowUnsealedSecrets: must be a boolean`);
   }
 }
 
@@ -82,10 +98,16 @@ const schema = {
   log: {
     level: { doc: 'log level', format: LOG_LEVELS, default: 'info', env: 'AGENT_LOG_LEVEL' },
     format: { doc: 'json or pretty', format: ['json', 'pretty'], default: 'json', env: 'AGENT_LOG_FORMAT' },
+    file: { doc: 'also write JSON log lines to this file', format: String, default: null as string | null, env: 'AGENT_LOG_FILE', nullable: true },
+    maxSizeBytes: { doc: 'rotate the log file past this size', format: positiveInt('log.maxSizeBytes', 1024, 2 ** 40), default: 10 * 1024 * 1024, env: 'AGENT_LOG_MAX_SIZE_BYTES' },
+    maxFiles: { doc: 'log files kept (the current one included)', format: positiveInt('log.maxFiles', 1, 1000), default: 5, env: 'AGENT_LOG_MAX_FILES' },
   },
   agentId: { doc: 'agent id (default random)', format: String, default: null as string | null, env: 'AGENT_ID', nullable: true },
   // `Object` makes convict treat the whole map as one value (kinds have their own keys).
   resources: { doc: 'named resources', format: Object, default: {} as Record<string, ResourceConfig>, env: 'AGENT_RESOURCES' },
+  sealing: {
+    privateKeyFile: { doc: "file holding the pool's sealing private key", format: String, default: null as string | null, env: 'AGENT_SEALING_KEY_FILE', nullable: true },
+  },
 };
 
 function httpUrl(v: unknown): void {
@@ -100,7 +122,8 @@ function httpUrl(v: unknown): void {
   if (u.username || u.password) throw new Error('must not carry credentials (use proxy.token)');
 }
 
-type RawAgentConfig = Omit<AgentConfig, 'proxy' | 'agentId'> & {
+type RawAgentConfig = Omit<AgentConfig, 'proxy' | 'agentId' | 'sealing'> & {
+  sealing: { privateKeyFile: string | null };
   proxy: Omit<AgentConfig['proxy'], 'token'> & { token: string | null };
   agentId: string | null;
 };
@@ -136,5 +159,7 @@ export function loadAgentConfig(opts: LoadOptions = {}): AgentConfig {
   }
   const agentId = raw.agentId ?? `agent-${randomBytes(6).toString('hex')}`;
   if (!AGENT_ID.test(agentId)) throw new OutpostError('config_error', `invalid configuration: agentId: must match ${AGENT_ID.source}`);
-  return { ...raw, proxy: { ...raw.proxy, token }, agentId };
+  const privateKeyFile = raw.sealing.privateKeyFile || null;
+  const privateKey = privateKeyFile ? readSecretFile(privateKeyFile, 'sealing.privateKeyFile').trim() : null;
+  return { ...raw, proxy: { ...raw.proxy, token }, agentId, sealing: { privateKeyFile, privateKey } };
 }

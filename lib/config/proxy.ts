@@ -2,6 +2,7 @@ import type convict from 'convict';
 import { loadConvict, type LoadOptions } from './load.js';
 import { registerSecret } from '../util/redact.js';
 import { OutpostError } from '../util/errors.js';
+import { parseSemVer, compareSemVer } from '../protocol/semver.js';
 
 /** The integration-proxy's configuration (DESIGN "Proxy configuration"). */
 export interface ProxyConfig {
@@ -23,8 +24,12 @@ export interface ProxyConfig {
   reaperIntervalMs: number;
   /** HTTPS when both files are set (env PROXY_TLS_CERT_FILE, PROXY_TLS_KEY_FILE). Default null (HTTP). */
   tls: { certFile: string | null; keyFile: string | null };
-  /** Log level (default `info`, env PROXY_LOG_LEVEL) and format (`json` default, env PROXY_LOG_FORMAT). */
-  log: { level: string; format: 'json' | 'pretty' };
+  /**
+   * Log level (default `info`, env PROXY_LOG_LEVEL) and format (`json` default, env PROXY_LOG_FORMAT);
+   * `file` (env PROXY_LOG_FILE, default null): also JSON lines there, rotated past `maxSizeBytes`
+   * (env PROXY_LOG_MAX_SIZE_BYTES, default 10 MiB), keeping `maxFiles` (env PROXY_LOG_MAX_FILES, default 5).
+   */
+  log: { level: string; format: 'json' | 'pretty'; file?: string | null; maxSizeBytes?: number; maxFiles?: number };
   /** Largest accepted request body. Default 4 MiB (env PROXY_BODY_LIMIT_BYTES). */
   bodyLimitBytes: number;
   /** What one pool or token can make the proxy hold; each refusal is a 429 `rate_limited` or 413 `too_large`. */
@@ -41,6 +46,16 @@ export interface ProxyConfig {
    * unknown type is 400 at enqueue (env PROXY_ACCEPT_UNKNOWN_TYPES).
    */
   acceptUnknownTypes: boolean;
+  /** Agent versions the operator deploys (`agents.*`). */
+  agents: ProxyAgentVersions;
+}
+
+/** Agent versions (config `agents.*`); strict semver `MAJOR.MINOR.PATCH[-prerelease]`, or null (not checked). */
+export interface ProxyAgentVersions {
+  /** The newest agent version: older agents are `outdated` and warn once an hour. Default null (env PROXY_AGENT_LATEST_VERSION). */
+  latestVersion: string | null;
+  /** The oldest agent version served: older or unparseable ones get 426 upgrade_required. Default null (env PROXY_AGENT_MIN_VERSION). */
+  minVersion: string | null;
 }
 
 /** Quotas (config `quotas.*`). */
@@ -77,6 +92,10 @@ export interface ProxyRetention {
 
 const positiveInt = (name: string) => (v: unknown) => {
   if (!Number.isInteger(v) || (v as number) < 1) throw new Error(`${name} must be a positive integer`);
+};
+
+const semverOrNull = (name: string) => (v: unknown) => {
+  if (v !== null && v !== '' && (typeof v !== 'string' || !parseSemVer(v))) throw new Error(`${name} must be a version MAJOR.MINOR.PATCH[-prerelease]`);
 };
 
 const schema: convict.Schema<ProxyConfig> = {
@@ -126,6 +145,9 @@ const schema: convict.Schema<ProxyConfig> = {
       env: 'PROXY_LOG_LEVEL',
     },
     format: { doc: 'Log format', format: ['json', 'pretty'], default: 'json', env: 'PROXY_LOG_FORMAT' },
+    file: { doc: 'Also write JSON log lines to this file', format: '*', default: null, env: 'PROXY_LOG_FILE' },
+    maxSizeBytes: { doc: 'Rotate the log file past this size', format: positiveInt('log.maxSizeBytes'), default: 10 * 1024 * 1024, env: 'PROXY_LOG_MAX_SIZE_BYTES' },
+    maxFiles: { doc: 'Log files kept (the current one included)', format: positiveInt('log.maxFiles'), default: 5, env: 'PROXY_LOG_MAX_FILES' },
   },
   bodyLimitBytes: {
     doc: 'Largest request body',
@@ -152,6 +174,10 @@ const schema: convict.Schema<ProxyConfig> = {
   queueTimeoutMs: { doc: 'Default queue timeout of a job', format: positiveInt('queueTimeoutMs'), default: 86_400_000, env: 'PROXY_QUEUE_TIMEOUT_MS' },
   requestTimeoutMs: { doc: 'Time to receive a whole request', format: positiveInt('requestTimeoutMs'), default: 30_000, env: 'PROXY_REQUEST_TIMEOUT_MS' },
   acceptUnknownTypes: { doc: 'Accept job types this proxy does not know', format: Boolean, default: false, env: 'PROXY_ACCEPT_UNKNOWN_TYPES' },
+  agents: {
+    latestVersion: { doc: 'Newest agent version (semver)', format: semverOrNull('agents.latestVersion'), default: null, env: 'PROXY_AGENT_LATEST_VERSION' },
+    minVersion: { doc: 'Oldest agent version served (semver)', format: semverOrNull('agents.minVersion'), default: null, env: 'PROXY_AGENT_MIN_VERSION' },
+  },
 };
 
 /**
@@ -165,6 +191,13 @@ export function loadProxyConfig(opts: LoadOptions = {}): ProxyConfig {
   const cfg = loadConvict(schema, { ...opts, env, file });
   if ((cfg.tls.certFile === null) !== (cfg.tls.keyFile === null)) {
     throw new OutpostError('config_error', 'invalid configuration: tls.certFile and tls.keyFile must be set together');
+  }
+  // An empty env value means "not set".
+  if (cfg.agents.latestVersion === '') cfg.agents.latestVersion = null;
+  if (cfg.agents.minVersion === '') cfg.agents.minVersion = null;
+  const [min, latest] = [cfg.agents.minVersion, cfg.agents.latestVersion].map((v) => (v ? parseSemVer(v) : null));
+  if (min && latest && compareSemVer(min, latest) > 0) {
+    throw new OutpostError('config_error', 'invalid configuration: agents.minVersion must not be newer than agents.latestVersion');
   }
   registerSecret(cfg.adminToken);
   const pw = /^postgres(?:ql)?:\/\/[^:/@]*:([^@/]+)@/.exec(cfg.store.url)?.[1];

@@ -1,6 +1,7 @@
 import { createLogger as createWinston, format, transports, type Logger } from 'winston';
 import Transport from 'winston-transport';
 import { redactDeep } from '../util/redact.js';
+import { RotatingFile } from './file.js';
 /** winston's level key on an info object (triple-beam's LEVEL). */
 const LEVEL = Symbol.for('level');
 /** winston's formatted line on an info object (triple-beam's MESSAGE). */
@@ -21,7 +22,21 @@ export interface LogOptions {
   stream?: NodeJS.WritableStream;
   /** Fields on every line, such as `{ component: 'agent', agentId }`. */
   defaultMeta?: Record<string, unknown>;
+  /**
+   * Also write JSON lines to this file (config `log.file`). Default null (no
+   * file). Always JSON, whatever `format` says: `pretty` is for a terminal.
+   */
+  file?: string | null;
+  /** The file is rotated when it would grow past this (config `log.maxSizeBytes`). Default 10 MiB. */
+  maxSizeBytes?: number;
+  /** Files kept, the current one included: `agent.log`, `agent1.log` … (config `log.maxFiles`). Default 5. */
+  maxFiles?: number;
 }
+
+/** Default of `log.maxSizeBytes`. */
+export const DEFAULT_LOG_MAX_SIZE_BYTES = 10 * 1024 * 1024;
+/** Default of `log.maxFiles`. */
+export const DEFAULT_LOG_MAX_FILES = 5;
 
 /**
  * Redaction runs last over the whole info object before any transport sees
@@ -35,21 +50,48 @@ const redactFormat = format((info) => {
   return info;
 });
 
-/** Builds the process logger. Children (`log.child({ jobId })`) inherit redaction. */
+/**
+ * Builds the process logger. Children (`log.child({ jobId })`) inherit redaction.
+ * The shared chain (level gate, timestamp, redaction) runs once per line; each
+ * transport then renders it: the console as JSON or `pretty` (coloured only on
+ * a TTY), the file (`opts.file`) always as JSON, rotated by size (./file.ts:
+ * the newest lines are always in `opts.file`, older ones in `name1.ext`,
+ * `name2.ext` …, as winston's tailable File transport names them).
+ */
 export function createLogger(opts: LogOptions = {}): Logger {
   // winston runs the whole format chain before the transports drop a line
   // below their level; dropping it first keeps debug calls on hot paths cheap.
   const levelGate = format((info) => (logger.isLevelEnabled(String((info as unknown as Record<symbol, unknown>)[LEVEL] ?? info.level)) ? info : false));
-  const output =
-    opts.format === 'pretty'
-      ? format.combine(levelGate(), format.timestamp(), redactFormat(), format.colorize(), format.printf(prettyLine))
-      : format.combine(levelGate(), format.timestamp(), format.errors({ stack: false }), redactFormat(), format.json());
-  const transport = new LineStreams(opts.stream ? [opts.stream] : [process.stdout, process.stderr]);
+  const shared = format.combine(levelGate(), format.timestamp(), format.errors({ stack: false }), redactFormat());
+  const outputs = opts.stream ? [opts.stream] : [process.stdout, process.stderr];
+  const colours = (outputs[0] as { isTTY?: boolean }).isTTY === true;
+  const consoleFormat =
+    opts.format === 'pretty' ? format.combine(...(colours ? [format.colorize()] : []), format.printf(prettyLine)) : format.json();
+  const transportsUsed: Transport[] = [new LineStreams(outputs, consoleFormat)];
+  if (opts.file) {
+    transportsUsed.push(
+      new RotatingFile({
+        file: opts.file,
+        format: format.json(),
+        maxSizeBytes: opts.maxSizeBytes ?? DEFAULT_LOG_MAX_SIZE_BYTES,
+        maxFiles: opts.maxFiles ?? DEFAULT_LOG_MAX_FILES,
+      }),
+    );
+  }
   const logger: Logger = createWinston({
     level: opts.level ?? 'info',
-    format: output,
+    format: shared,
     defaultMeta: opts.defaultMeta,
-    transports: [transport],
+    transports: transportsUsed,
+  });
+  // A transport error (the log file's disk full, its directory removed) must not
+  // take the process down: winston re-emits it on the logger, unhandled by default.
+  let reported = false;
+  logger.on('error', (err: NodeJS.ErrnoException, transport?: unknown) => {
+    if (reported) return;
+    reported = true;
+    const output = transport instanceof RotatingFile ? 'log.file (lines dropped; tried again every 10 s)' : 'console';
+    outputs[0]?.write(`${JSON.stringify({ level: 'error', message: 'a log output failed', output, code: err.code ?? 'error' })}\n`);
   });
   return logger;
 }
@@ -65,8 +107,11 @@ export function createLogger(opts: LogOptions = {}): Logger {
 class LineStreams extends Transport {
   private readonly failed = new Set<NodeJS.WritableStream>();
 
-  constructor(private readonly outputs: NodeJS.WritableStream[]) {
-    super();
+  constructor(
+    private readonly outputs: NodeJS.WritableStream[],
+    lineFormat: ReturnType<typeof format.json>,
+  ) {
+    super({ format: lineFormat });
     for (const s of new Set(outputs)) s.on('error', (err: NodeJS.ErrnoException) => this.fail(s, err));
   }
 

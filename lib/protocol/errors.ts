@@ -8,6 +8,7 @@ export const HTTP_STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   not_found: 404,
   lease_lost: 409,
   too_large: 413,
+  upgrade_required: 426,
   rate_limited: 429,
   unavailable: 503,
   internal: 500,

@@ -50,10 +50,11 @@ export function buildOpenApi(): OpenApiDocument {
         },
       } },
     paths: {
-      '/v1/agent/lease': post('Long-poll for jobs (agent token); a non-empty answer carries heldMs, the hold before the claim', 'LeaseRequest', 'LeaseResponse'),
+      '/v1/agent/lease': post('Long-poll for jobs (agent token); a non-empty answer carries heldMs, the hold before the claim; answers name latestVersion/minVersion when configured; 426 upgrade_required for an agent below minVersion or with an unparseable version', 'LeaseRequest', 'LeaseResponse'),
       '/v1/agent/heartbeat': post('Renew leases (agent token)', 'HeartbeatRequest', 'HeartbeatResponse'),
       '/v1/agent/results': post('Report results (agent token)', 'ResultsRequest', 'ResultsResponse'),
       '/v1/agent/release': post('Give leases back, spending no attempt (agent token)', 'ReleaseRequest', 'ReleaseResponse'),
+      '/v1/agent/goodbye': post('Say the agent is draining or offline, shown at once in GET /v1/agents (agent token)', 'GoodbyeRequest', 'GoodbyeResponse'),
       '/v1/agent/jobs/{id}/output': {
         ...post('Append one output page (agent token)', 'OutputRequest', 'OutputResponse', {
           ...notFound,
@@ -102,6 +103,20 @@ export function buildOpenApi(): OpenApiDocument {
             },
             ...errors,
           },
+        },
+      },
+      '/v1/pools/{pool}/key': {
+        parameters: [{ name: 'pool', in: 'path', required: true, schema: { type: 'string' } }],
+        get: {
+          summary: "The pool's public sealing key (admin or viewer token of the pool): seal secret payload fields (passwords) with it (libsodium crypto_box_seal)",
+          security: [{ bearer: [] }],
+          responses: { '200': { description: 'OK', ...json('PoolKeyView') }, ...errors, '404': { description: 'not_found: the pool has no key (also for another pool)', ...json('ErrorBody') } },
+        },
+        put: {
+          summary: "Set the pool's public sealing key (admin token of the pool, or the configured admin token); the private key stays with the pool's agents",
+          security: [{ bearer: [] }],
+          requestBody: { required: true, ...json('PoolKeyRequest') },
+          responses: { '200': { description: 'OK', ...json('PoolKeyView') }, ...errors },
         },
       },
       '/healthz': { get: { summary: 'Liveness', responses: { '200': { description: 'OK' } } } },

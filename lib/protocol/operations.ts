@@ -37,6 +37,16 @@ export const SecretValue = Type.Union([
   Type.Object({ sealed: Type.String({ minLength: 1, maxLength: 8192, pattern: '^[A-Za-z0-9+/_=-]+$' }) }, Strict),
   Type.String({ minLength: 1, maxLength: 1024 }),
 ]);
+/**
+ * The payload fields of each job type that hold a `SecretValue`: the agent
+ * opens them in memory (lib/agent/dispatch.ts) and the proxy wipes them from
+ * the stored payload when the job ends (lib/proxy/store/wipe.ts). Top-level
+ * field names only.
+ */
+export const SECRET_FIELDS: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  createAccount: Object.freeze(['password']),
+  setPassword: Object.freeze(['password']),
+});
 /** Attribute values a write may set: a string, several, or null to clear. */
 const AttributeValues = Type.Record(
   Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z][A-Za-z0-9-]*$' }),

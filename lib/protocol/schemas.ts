@@ -66,8 +66,26 @@ export const LeaseResponse = Type.Object({
   heldMs: Type.Optional(
     Type.Integer({ minimum: 0, description: 'ms the proxy held the poll before it claimed these jobs; the agent fences at send time + heldMs + leaseTtlMs − margin' }),
   ),
+  /** The newest agent version the operator deploys (proxy config `agents.latestVersion`); absent when not configured. */
+  latestVersion: Type.Optional(Type.String({ maxLength: 64, description: 'newest agent version (agents.latestVersion); an older agent logs a warning once an hour' })),
+  /** Agents older than this get 426 upgrade_required (proxy config `agents.minVersion`); absent when not configured. */
+  minVersion: Type.Optional(Type.String({ maxLength: 64, description: 'oldest agent version served (agents.minVersion); older or unparseable versions get 426 upgrade_required' })),
 });
 export type LeaseResponse = Static<typeof LeaseResponse>;
+
+/**
+ * `POST /v1/agent/goodbye`: an agent says it is stopping (`draining`: takes no
+ * new leases, finishes what it runs) or gone (`offline`: exited). Shown at once
+ * in `GET /v1/agents`; a later poll of the same agentId makes it online again.
+ */
+export const GoodbyeRequest = Type.Object(
+  { agentId: AgentId, status: Type.Union([Type.Literal('draining'), Type.Literal('offline')]) },
+  Strict,
+);
+export type GoodbyeRequest = Static<typeof GoodbyeRequest>;
+
+export const GoodbyeResponse = Type.Object({ status: Type.Union([Type.Literal('draining'), Type.Literal('offline')]) });
+export type GoodbyeResponse = Static<typeof GoodbyeResponse>;
 
 export const LeaseRef = Type.Object({ jobId: Id, leaseToken: LeaseToken }, Strict);
 export type LeaseRef = Static<typeof LeaseRef>;
@@ -181,6 +199,27 @@ export type BatchEnqueueResponse = Static<typeof BatchEnqueueResponse>;
 
 const Timestamp = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
 
+/** One lease of a job: who ran it, when, and how it ended (`running` while leased). */
+export const JobAttempt = Type.Object(
+  {
+    attempt: Type.Integer({ minimum: 1 }),
+    agentId: Type.String(),
+    startedAt: Timestamp,
+    endedAt: Timestamp,
+    outcome: Type.Union([
+      Type.Literal('running'),
+      Type.Literal('succeeded'),
+      Type.Literal('failed'),
+      Type.Literal('expired'),
+      Type.Literal('released'),
+      Type.Literal('cancelled'),
+      Type.Literal('unknown'),
+    ]),
+    error: Type.Union([JobError, Type.Null()]),
+  },
+);
+export type JobAttempt = Static<typeof JobAttempt>;
+
 export const JobView = Type.Object({
   id: Id,
   pool: PoolName,
@@ -197,6 +236,8 @@ export const JobView = Type.Object({
   startedAt: Timestamp,
   finishedAt: Timestamp,
   expiresAt: Type.Optional(Timestamp),
+  /** Each lease of the job, oldest first: only in `GET /v1/jobs/{id}`. */
+  attempts: Type.Optional(Type.Array(JobAttempt, { maxItems: 100 })),
 });
 export type JobView = Static<typeof JobView>;
 
@@ -212,9 +253,19 @@ export const AgentView = Type.Object({
   hostname: Type.String(),
   version: Type.String(),
   resources: Type.Array(Type.String()),
-  status: Type.Union([Type.Literal('online'), Type.Literal('offline')]),
+  /**
+   * online; draining (said goodbye, finishing its jobs); stale (not heard from
+   * for its poll hold + 5 s); offline (said so, or unseen for the presence window).
+   */
+  status: Type.Union([Type.Literal('online'), Type.Literal('draining'), Type.Literal('stale'), Type.Literal('offline')]),
   lastSeenAt: Timestamp,
   inFlight: Type.Integer({ minimum: 0 }),
+  /** Ids of the jobs it holds leases on (at most 100). */
+  inFlightJobs: Type.Optional(Type.Array(Id)),
+  /** Older than the proxy's `agents.latestVersion`, below `agents.minVersion`, or not a version at all. */
+  outdated: Type.Optional(Type.Boolean()),
+  /** Below `agents.minVersion` or unparseable: its polls get 426 upgrade_required. */
+  upgradeRequired: Type.Optional(Type.Boolean()),
 });
 export type AgentView = Static<typeof AgentView>;
 
@@ -227,9 +278,25 @@ export const AgentPage = Type.Object({ agents: Type.Array(AgentView), nextCursor
 export type AgentPage = Static<typeof AgentPage>;
 
 /** Every named schema, for the OpenAPI document. */
+/** The sealed-box algorithm of pool keys (libsodium crypto_box_seal). */
+export const SEALED_BOX_ALGORITHM = 'x25519-xsalsa20-poly1305-sealedbox';
+/** A pool's X25519 public key: 32 bytes in standard base64 (`bin/agent keygen` prints it). */
+export const PublicKey = Type.String({ minLength: 44, maxLength: 44, pattern: '^[A-Za-z0-9+/]{43}=$' });
+/** `PUT /v1/pools/{pool}/key` (admin token of the pool, or the configured admin token). */
+export const PoolKeyRequest = Type.Object({ publicKey: PublicKey }, { additionalProperties: false });
+/** `GET /v1/pools/{pool}/key` (admin or viewer token): what the job side seals secret fields with. */
+export const PoolKeyView = Type.Object({
+  pool: PoolName,
+  publicKey: PublicKey,
+  algorithm: Type.Literal(SEALED_BOX_ALGORITHM),
+  updatedAt: Type.String({ format: 'date-time' }),
+});
+export type PoolKeyRequest = Static<typeof PoolKeyRequest>;
+export type PoolKeyView = Static<typeof PoolKeyView>;
+
 export const ALL_SCHEMAS: Record<string, TSchema> = {
   ErrorBody, JobError, LeaseRequest, LeasedJob, LeaseResponse, LeaseRef, HeartbeatRequest, HeartbeatResponse,
   OutputRequest, OutputResponse, ResultItem, ResultsRequest, ResultsResponse, ReleaseRequest, ReleaseResponse,
   EnqueueRequest, EnqueueResponse, BatchEnqueueRequest, BatchEnqueueResponse, JobView, JobList, AgentView, AgentList,
-  AgentPage,
+  AgentPage, GoodbyeRequest, GoodbyeResponse, JobAttempt, PoolKeyRequest, PoolKeyView,
 };

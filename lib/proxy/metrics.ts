@@ -10,6 +10,8 @@ export interface ProxyMetricSources {
   agentsOnline(): Promise<Array<{ pool: string; n: number }>>;
   /** Stored output bytes per pool. */
   outputBytes?(): Promise<Array<{ pool: string; n: number }>>;
+  /** Agents per pool and status, and per pool and version (AgentStore.census). */
+  agentCensus?(): Promise<{ byStatus: Array<{ pool: string; status: string; n: number }>; byVersion: Array<{ pool: string; version: string; n: number }> }>;
 }
 
 /** The proxy's Prometheus metrics, served at `GET /metrics`. */
@@ -86,6 +88,33 @@ export function createProxyMetrics(sources: ProxyMetricSources): ProxyMetrics {
       for (const r of rows) this.set({ pool: r.pool }, r.n);
     },
   });
+  if (sources.agentCensus) {
+    const census = shared(sources.agentCensus);
+    new Gauge({
+      name: 'outpost_proxy_agents',
+      help: 'Agents per pool and status: online, draining (said goodbye), stale (missed its expected contact), offline',
+      labelNames: ['pool', 'status'],
+      registers,
+      async collect() {
+        const c = await census().catch(() => null);
+        if (!c) return;
+        this.reset();
+        for (const r of c.byStatus) this.set({ pool: r.pool, status: r.status }, r.n);
+      },
+    });
+    new Gauge({
+      name: 'outpost_proxy_agents_by_version',
+      help: 'Agents not offline per pool and reported version (unparseable: invalid; beyond 20 versions per pool: other)',
+      labelNames: ['pool', 'version'],
+      registers,
+      async collect() {
+        const c = await census().catch(() => null);
+        if (!c) return;
+        this.reset();
+        for (const r of c.byVersion) this.set({ pool: r.pool, version: r.version }, r.n);
+      },
+    });
+  }
   if (outputBytes) {
     new Gauge({
       name: 'outpost_proxy_output_bytes',

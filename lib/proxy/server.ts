@@ -8,14 +8,16 @@ import { systemClock, type Clock, type TimerHandle } from '../util/clock.js';
 import { OutpostError } from '../util/errors.js';
 import type { LifecycleState } from '../util/lifecycle.js';
 import { createLogger, type Logger } from '../log/index.js';
+import { LogThrottle } from '../log/throttle.js';
 import { isValid } from '../protocol/validate.js';
-import { PoolName } from '../protocol/schemas.js';
+import { PoolName, PublicKey } from '../protocol/schemas.js';
 import { dialectOf, knexConfig, migrate, type Db } from './store/db.js';
 import type { StoreEvents } from './store/events.js';
 import { LeaseStore } from './store/leases.js';
 import { JobStore } from './store/jobs.js';
 import { OutputStore } from './store/output.js';
 import { TokenStore, type TokenInfo, type TokenRole } from './store/tokens.js';
+import { PoolStore, type PoolKey } from './store/pools.js';
 import { AgentStore } from './store/agents.js';
 import { Waiters } from './waiters.js';
 import { JobWatch } from './watch.js';
@@ -29,6 +31,7 @@ import { RetentionStore } from './store/retention.js';
 import { QueuedQuota } from './store/queued.js';
 import type { QuotaName } from './store/jobs.js';
 import { Sweeper } from './sweeper.js';
+import { PresenceLog } from './presence-log.js';
 import { registerRateLimit } from './http/rate-limit.js';
 
 /** The reference integration-proxy (DESIGN "integration-proxy"). */
@@ -49,6 +52,8 @@ export interface ProxyServer {
   listTokens(opts?: { pool?: string }): Promise<TokenInfo[]>;
   /** Revokes a token by id (`token revoke`): refused by every replica within a second. Works before start(). */
   revokeToken(id: string): Promise<'revoked' | 'already_revoked' | 'not_found'>;
+  /** Sets a pool's public sealing key (`pool set-key`; the key is checked by the caller). Works before start(). */
+  setPoolKey(pool: string, publicKey: string): Promise<PoolKey>;
 }
 
 /** Optional collaborators; defaults are the system clock and a logger from `config.log`. */
@@ -62,11 +67,13 @@ export interface ProxyServerDeps {
  * (default 30 s, which let slow clients hold a connection up to 30 s past them).
  */
 const CONNECTIONS_CHECK_MS = 1000;
+/** Lease-expiry lines per reaper pass; a mass expiry (a zone gone) gets one summary line for the rest. */
+const MAX_EXPIRY_LINES = 100;
 
 /** The composition root of the proxy: the only place in lib/proxy that builds objects. */
 export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {}): ProxyServer {
   const clock = deps.clock ?? systemClock;
-  const log = deps.log ?? createLogger({ level: config.log.level, format: config.log.format, defaultMeta: { component: 'proxy' } });
+  const log = deps.log ?? createLogger({ ...config.log, defaultMeta: { component: 'proxy' } });
   const replicaId = randomBytes(6).toString('hex');
   let state: LifecycleState = 'idle';
   let url = '';
@@ -88,10 +95,18 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     parkedPolls: () => waiters.parked,
     agentsOnline: () => (stores ? stores.agents.onlineCounts() : Promise.resolve([])),
     outputBytes: () => (stores ? stores.stats.outputBytes() : Promise.resolve([])),
+    agentCensus: () => (stores ? stores.agents.census() : Promise.resolve({ byStatus: [], byVersion: [] })),
   });
-  const onQuota = (quota: QuotaName) => metrics.quotaRefusals.inc({ quota });
+  // Each refusal is counted; logged at most once a minute per quota, with how many since the last line.
+  const quotaLines = new LogThrottle(clock);
+  const onQuota = (quota: QuotaName) => {
+    metrics.quotaRefusals.inc({ quota });
+    const count = quotaLines.hit(quota);
+    if (count !== undefined) log.info('quota refused a request', { quota, count });
+  };
   const { quotas, retention } = config;
   let sweeper: Sweeper | undefined;
+  let presenceLog: PresenceLog | undefined;
   const events: StoreEvents = {
     available: (pool, resources) => waiters.available(pool, resources),
     availableAt: (pool, resource, atMs) => waiters.availableAt(pool, resource, atMs),
@@ -108,8 +123,9 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       output: new OutputStore({ db: d, onQuota }, { maxBytesPerJob: quotas.outputBytesPerJob, maxBytesPerPool: quotas.outputBytesPerPool }),
       retention: new RetentionStore({ db: d, clock }),
       tokens: new TokenStore({ db: d, clock }),
+      pools: new PoolStore({ db: d, clock }),
       agents: new AgentStore(
-        { presenceMs: config.presenceMs, maxAgentsPerPool: quotas.agentsPerPool, maxInfoBytes: quotas.agentInfoBytes },
+        { presenceMs: config.presenceMs, maxAgentsPerPool: quotas.agentsPerPool, maxInfoBytes: quotas.agentInfoBytes, versions: config.agents },
         { db: d, clock, onQuota },
       ),
       stats: new StatsStore({ db: d }),
@@ -131,11 +147,13 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       const s = stores;
       if (!s || state !== 'running') return;
       reaping = s.leases
-        .reap()
+        .reap((expired) => {
+          // One line per expiry (which job, which agent, which attempt), bounded per pass.
+          for (const e of expired.slice(0, MAX_EXPIRY_LINES)) log.info('lease expired', { ...e, outcome: e.requeued ? 'requeued' : 'failed' });
+          if (expired.length > MAX_EXPIRY_LINES) log.info('more leases expired', { count: expired.length - MAX_EXPIRY_LINES });
+        })
         .then((n) => {
-          if (!n) return;
-          metrics.expiries.inc(n);
-          log.info('expired leases returned', { count: n });
+          if (n) metrics.expiries.inc(n);
         })
         .catch((err: unknown) => log.error('reaper failed', { err }))
         .finally(() => state === 'running' && scheduleReaper());
@@ -175,7 +193,10 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       const auth = new Authenticator({ adminToken: config.adminToken }, { tokens: s.tokens, clock, log });
       // Per-token request rate: checked after authentication (onRequest), before the body is read (rate-limit.ts).
       await registerRateLimit(server, { max: quotas.requestsPerToken, timeWindowMs: quotas.requestWindowMs }, { onExceeded: () => onQuota('requests_per_token') });
-      registerRoutes(server, { maxWaitMs: config.maxWaitMs, maxParkedPollsPerPool: quotas.parkedPollsPerPool, acceptUnknownTypes: config.acceptUnknownTypes }, {
+      registerRoutes(server, {
+        maxWaitMs: config.maxWaitMs, maxParkedPollsPerPool: quotas.parkedPollsPerPool, acceptUnknownTypes: config.acceptUnknownTypes,
+        agentVersions: config.agents, leaseTtlMs: config.leaseTtlMs,
+      }, {
         clock, log, db: db!, auth, ...s,
         waiters, watch, metrics, state: () => state,
       });
@@ -211,6 +232,8 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
         },
       });
       sweeper.start();
+      presenceLog = new PresenceLog({ clock, log, transitions: (since, now, limit) => s.agents.transitions(since, now, limit) });
+      presenceLog.start();
       log.info('integration-proxy listening', { url, store: db!.dialect });
     } catch (err) {
       await shutdown();
@@ -224,6 +247,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     watch.stop();
     if (reaperTimer) clock.clearTimeout(reaperTimer);
     await sweeper?.stop();
+    await presenceLog?.stop();
     await reaping;
     await app?.close().catch((err: unknown) => log.warn('closing the HTTP server failed', { err }));
     await listener?.stop();
@@ -270,6 +294,12 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     },
     async revokeToken(id) {
       return (await tokenStore()).revoke(id);
+    },
+    async setPoolKey(pool, publicKey) {
+      if (!isValid(PoolName, pool)) throw new OutpostError('invalid_request', 'pool: must match ^[A-Za-z0-9._-]+$ (1–128 characters)');
+      if (!isValid(PublicKey, publicKey)) throw new OutpostError('invalid_request', 'publicKey: must be a base64 X25519 public key of 32 bytes (bin/agent keygen prints it)');
+      await tokenStore();
+      return stores!.pools.setKey(pool, publicKey);
     },
   };
 }

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'lease_lost'
   | 'too_large'
   | 'rate_limited'
+  | 'upgrade_required'
   | 'unavailable'
   | 'cancelled'
   | 'timeout'

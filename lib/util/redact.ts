@@ -32,6 +32,38 @@ export function registerSecret(value: string | undefined | null): void {
 }
 
 /**
+ * Secrets of running jobs (opened passwords), counted: the same value may be
+ * in several jobs at once. Each job releases its own when it ends, so the set
+ * holds at most the secrets of the jobs in flight (no growth over many jobs),
+ * and a value the config registered stays registered.
+ */
+const jobSecrets = new Map<string, number>();
+
+/**
+ * Registers a job's secret for log redaction until the returned release is
+ * called (idempotent). Also registers its URL-encoded form.
+ */
+export function registerJobSecret(value: string): () => void {
+  const forms = [...new Set([value.trim(), encodeURIComponent(value.trim())])].filter((f) => f.length >= MIN_SECRET_LENGTH);
+  for (const f of forms) jobSecrets.set(f, (jobSecrets.get(f) ?? 0) + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    for (const f of forms) {
+      const n = (jobSecrets.get(f) ?? 1) - 1;
+      if (n <= 0) jobSecrets.delete(f);
+      else jobSecrets.set(f, n);
+    }
+  };
+}
+
+/** How many job secrets are registered now (tests: the set does not grow). */
+export function jobSecretCount(): number {
+  return jobSecrets.size;
+}
+
+/**
  * Credential patterns. Why each is linear:
  * - URL user-info: the scheme may only start where a run of scheme characters
  *   starts (the lookbehind), so a 1 MB run of `[a-z0-9+.-]` is scanned once, not
@@ -54,6 +86,9 @@ const PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
 export function redactSecrets(text: string): string {
   let out = text;
   for (const s of secrets) {
+    if (out.includes(s)) out = out.split(s).join(REDACTED);
+  }
+  for (const s of jobSecrets.keys()) {
     if (out.includes(s)) out = out.split(s).join(REDACTED);
   }
   return out;
@@ -101,4 +136,5 @@ export function redactDeep(value: unknown, key = 'message', depth = 0, seen = ne
 /** For tests only: forget registered secrets. */
 export function clearSecretsForTest(): void {
   secrets.clear();
+  jobSecrets.clear();
 }

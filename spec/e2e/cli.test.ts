@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitFor } from '../fixtures/net.js';
@@ -88,9 +88,55 @@ describe('bin/agent', () => {
     expect(down.stdout).toMatch(/FAIL.*unavailable/);
   });
 
+  it('check --json: rows with level and hint for automation; warnings alone exit 0', () => {
+    const tokenFile = join(dir, 'token-0644');
+    writeFileSync(tokenFile, proxy.agentToken, { mode: 0o644 });
+    chmodSync(tokenFile, 0o644);
+    const r = agent(['check', '--json'], { AGENT_PROXY_URL: proxy.url, AGENT_TOKEN_FILE: tokenFile });
+    expect(r.code).toBe(0);
+    const rows = JSON.parse(r.stdout) as Array<{ target: string; ok: boolean; level: string; latencyMs: number; detail: string; hint?: string }>;
+    expect(rows.map((x) => [x.target, x.level])).toEqual([
+      ['config', 'ok'],
+      ['proxy.tokenFile', 'warn'],
+      [`proxy ${proxy.url}`, 'ok'],
+      ['config resources', 'ok'],
+    ]);
+    expect(rows[1]!.hint).toContain('chmod 600');
+    expect(r.stdout).not.toContain(proxy.agentToken);
+    // The table says the same, with a `fix:` line under the warning.
+    const table = agent(['check'], { AGENT_PROXY_URL: proxy.url, AGENT_TOKEN_FILE: tokenFile });
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/proxy\.tokenFile\s+WARN\s+0ms\s+.*mode 0644/);
+    expect(table.stdout).toMatch(/fix: chmod 600 /);
+  });
+
+  it('check on http:// to a non-loopback host: a WARN row (token in clear) and a FAIL row, exit 1', () => {
+    const r = agent(['check', '--json'], { AGENT_PROXY_URL: 'http://proxy.example.com', AGENT_TOKEN: TOKEN });
+    expect(r.code).toBe(1);
+    const rows = JSON.parse(r.stdout) as Array<{ target: string; level: string; detail: string }>;
+    expect(rows.find((x) => x.target === 'proxy.url')).toMatchObject({ level: 'warn', detail: expect.stringContaining('in clear') });
+    expect(rows.find((x) => x.target === 'proxy http://proxy.example.com')).toMatchObject({ level: 'fail' });
+    expect(r.stdout).not.toContain(TOKEN);
+  });
+
+  it('start with AGENT_LOG_FILE and the pretty format: pretty on the console, JSON without ANSI in the file', async () => {
+    const logFile = join(dir, 'logs', 'agent.log');
+    const a = startAgentProcess('logfile', {
+      AGENT_PROXY_URL: proxy.url, AGENT_TOKEN: proxy.agentToken, AGENT_WAIT_MS: '1000', AGENT_LOG_FORMAT: 'pretty', AGENT_LOG_FILE: logFile, FORCE_COLOR: '1',
+    });
+    await a.waitForLine(/ agent started /);
+    await a.stop('SIGTERM');
+    const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean);
+    expect(readFileSync(logFile, 'utf8')).not.toContain('\u001b');
+    expect(lines.map((l) => (JSON.parse(l) as { message: string }).message)).toEqual(expect.arrayContaining(['agent started', 'stopped']));
+    expect(readFileSync(logFile, 'utf8')).not.toContain(proxy.agentToken);
+  });
+
   it('serves /healthz, /readyz and /metrics, and SIGINT drains and exits 0', async () => {
     const a = startAgentProcess('health', { AGENT_PROXY_URL: proxy.url, AGENT_TOKEN: proxy.agentToken, AGENT_WAIT_MS: '1000' });
-    const line = JSON.parse(await a.waitForLine(/"agent started"/)) as { healthPort: number };
+    const line = JSON.parse(await a.waitForLine(/"agent started"/)) as { healthPort: number; route: string };
+    // Which path the calls take: `direct` here, `via forward proxy HOST:PORT` behind HTTPS_PROXY.
+    expect(line.route).toBe('direct');
     const base = `http://127.0.0.1:${line.healthPort}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 200);

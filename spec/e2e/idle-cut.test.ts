@@ -123,7 +123,9 @@ describe('behind squid with read_timeout 10 seconds (idle-cutting forward proxy)
     expect(lines.filter((l) => l.message === 'lease request failed')).toEqual([]);
     // The only warning: the one that says the wait was shortened, and what to set.
     expect(loud).toHaveLength(1);
-    expect(loud[0]).toMatchObject({ level: 'warn', waitMs: 8000, configuredWaitMs: 25_000 });
+    // Shortened below the ~10 s cut by at least 2 s, in whole seconds (7 s when squid cut just under 10 s).
+    expect(loud[0]).toMatchObject({ level: 'warn', configuredWaitMs: 25_000 });
+    expect([7000, 8000]).toContain(loud[0]!.waitMs);
     expect(String(loud[0]!.message)).toContain('proxy.waitMs (AGENT_WAIT_MS)');
     expect(ready.length).toBeGreaterThan(100);
     expect(ready.filter((p) => p.status !== 200)).toEqual([]);

@@ -74,8 +74,8 @@ describe('OpenAPI document', () => {
     expect(refs.length).toBeGreaterThan(10);
     for (const r of refs) expect(doc.components.schemas[r.split('/').at(-1)!]).toBeDefined();
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/healthz', '/readyz', '/v1/agent/heartbeat', '/v1/agent/jobs/{id}/output', '/v1/agent/lease', '/v1/agent/release', '/v1/agent/results',
-        '/v1/agents', '/v1/jobs', '/v1/jobs/batch', '/v1/jobs/{id}', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/output'].sort(),
+      ['/healthz', '/readyz', '/v1/agent/goodbye', '/v1/agent/heartbeat', '/v1/agent/jobs/{id}/output', '/v1/agent/lease', '/v1/agent/release', '/v1/agent/results',
+        '/v1/agents', '/v1/jobs', '/v1/jobs/batch', '/v1/jobs/{id}', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/output', '/v1/pools/{pool}/key'].sort(),
     );
     expect(JSON.stringify(doc)).not.toContain('Symbol');
   });

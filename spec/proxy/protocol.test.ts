@@ -228,7 +228,8 @@ describe('proxy protocol over HTTP', () => {
     await agent.lease({ agentId: 'pod-1', resources: ['ad'] });
     const agents = await admin.get('/v1/agents');
     expect(agents.body).toEqual([
-      { agentId: 'pod-1', pool, hostname: 'host-1', version: '0.1.0', resources: ['ad'], status: 'online', lastSeenAt: expect.any(String), inFlight: 1 },
+      { agentId: 'pod-1', pool, hostname: 'host-1', version: '0.1.0', resources: ['ad'], status: 'online', lastSeenAt: expect.any(String), inFlight: 1,
+        inFlightJobs: [expect.any(String)], outdated: false, upgradeRequired: false },
     ]);
     expect((await admin.get('/healthz')).status).toBe(200);
     expect((await admin.get('/readyz')).status).toBe(200);

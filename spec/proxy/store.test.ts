@@ -223,7 +223,8 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     await k.leases.claim(pool, 'a1', [], 2);
     let list = (await k.agents.list([pool])).agents;
     expect(list).toEqual([
-      { agentId: 'a1', pool, hostname: 'h1', version: '1', resources: ['ad'], status: 'online', lastSeenAt: new Date(k.clock.now()).toISOString(), inFlight: 2 },
+      { agentId: 'a1', pool, hostname: 'h1', version: '1', resources: ['ad'], status: 'online', lastSeenAt: new Date(k.clock.now()).toISOString(), inFlight: 2,
+        inFlightJobs: [expect.any(String), expect.any(String)], outdated: false, upgradeRequired: false },
     ]);
     await k.clock.advance(KIT_PRESENCE_MS + 1);
     list = (await k.agents.list([pool])).agents;

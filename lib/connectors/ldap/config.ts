@@ -8,6 +8,7 @@ import { compileEntitlements, compileGlobs, EntitlementsSchema, MAX_PATTERN_LENG
 import type { ConnectorDeps } from '../types.js';
 import { AttributePolicy } from './attributes.js';
 import { DnSyntaxError, isUnderDN, parseDN, parseFilterStrict, type Rdn } from './dn.js';
+import { AccountsSchema, parseAccounts, type AccountSettings } from './lifecycle-config.js';
 
 const Strict = { additionalProperties: false } as const;
 const AttrName = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9;.-]*$' });
@@ -94,6 +95,36 @@ export const LdapResourceSchema = Type.Object(
         Strict,
       ),
     ),
+    /** The account lifecycle (createAccount, updateAccount, deleteAccount, setPassword); lifecycle-config.ts. */
+    accounts: Type.Optional(AccountsSchema),
+    /** Delta listings (`listAccounts {since}`). */
+    delta: Type.Optional(
+      Type.Object(
+        {
+          /**
+           * OpenLDAP: a delta asks for `modifyTimestamp` at or after the cursor's time
+           * (the agent's clock when the earlier listing started) minus this margin,
+           * covering clock skew between agent and server and the timestamp's
+           * one-second granularity. Default 300 000 ms. Unused on AD (uSNChanged).
+           */
+          clockSkewMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000 })),
+        },
+        Strict,
+      ),
+    ),
+    nested: Type.Optional(
+      Type.Object(
+        {
+          /**
+           * `listGrants {nested: true}` keeps the group graph (DNs and group-to-group
+           * edges, never account memberships) in memory; more groups than this
+           * fail with `too_large`. Default 100 000 (~23 MB measured at ~230 bytes a group).
+           */
+          maxGroups: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+        },
+        Strict,
+      ),
+    ),
     openldap: Type.Optional(
       Type.Object(
         {
@@ -142,6 +173,12 @@ export interface LdapSettings {
   entitlements: EntitlementRules;
   /** What `ldap.search` may return and filter on. */
   attributes: AttributePolicy;
+  /** The account lifecycle settings (`accounts`). */
+  accounts: AccountSettings;
+  /** `delta.clockSkewMs`. */
+  deltaClockSkewMs: number;
+  /** `nested.maxGroups`. */
+  nestedMaxGroups: number;
 }
 
 const check = TypeCompiler.Compile(LdapResourceSchema);
@@ -226,6 +263,9 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
       throw new OutpostError('config_error', `${at('tls.caFile')}: cannot read ${c.tls.caFile} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     }
   }
+  const userBase = c.userBase ?? c.baseDN;
+  const policy = new AttributePolicy(c.search?.attributes, c.search?.forbiddenAttributes);
+  const accounts = parseAccounts(at, c.accounts, { flavor, base, userBase: dn('userBase', userBase), isPassword: (a) => policy.forbidden(a) });
   return {
     name,
     url: c.url,
@@ -253,6 +293,9 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
     disabledAttribute: c.openldap?.disabledAttribute ?? 'pwdAccountLockedTime',
     disabledValue: c.openldap?.disabledValue ?? '000001010000Z',
     entitlements: compileEntitlements(name, c.entitlements, { caseInsensitive: true }),
-    attributes: new AttributePolicy(c.search?.attributes, c.search?.forbiddenAttributes),
+    attributes: policy,
+    accounts,
+    deltaClockSkewMs: c.delta?.clockSkewMs ?? 300_000,
+    nestedMaxGroups: c.nested?.maxGroups ?? 100_000,
   };
 }

@@ -2,7 +2,11 @@ import type { LdapSearchPayload } from '../../protocol/operations.js';
 import type { Connector, ConnectorFactory } from '../types.js';
 import { grant, revoke, setAccountEnabled } from './changes.js';
 import { parseLdapConfig } from './config.js';
-import { listAccounts, listEntitlements, listGrants } from './listings.js';
+import { listAccounts } from './delta.js';
+import { createAccount, deleteAccount, getAccount, updateAccount } from './lifecycle.js';
+import { listEntitlements, listGrants } from './listings.js';
+import { listGrantsNested } from './nested.js';
+import { setPassword } from './passwords.js';
 import { LdapPool } from './pool.js';
 import { checkResource, ldapSearch } from './query.js';
 
@@ -22,12 +26,17 @@ export const createLdapConnector: ConnectorFactory = (name, config, deps): Conne
   return {
     kind: 'ldap',
     checkResource: (_p, ctx) => checkResource(pool, s, deps.clock, ctx),
-    listAccounts: (p, ctx) => listAccounts(pool, s, p.pageSize, ctx),
+    listAccounts: (p, ctx) => listAccounts(pool, s, p, deps.clock, ctx),
     listEntitlements: (_p, ctx) => listEntitlements(pool, s, ctx),
-    listGrants: (_p, ctx) => listGrants(pool, s, ctx),
+    listGrants: (p, ctx) => (p?.nested ? listGrantsNested(pool, s, ctx) : listGrants(pool, s, ctx)),
     grant: (p, ctx) => grant(pool, s, p, ctx),
     revoke: (p, ctx) => revoke(pool, s, p, ctx),
     setAccountEnabled: (p, ctx) => setAccountEnabled(pool, s, p, ctx),
+    getAccount: (p, ctx) => getAccount(pool, s, p, ctx),
+    createAccount: (p, ctx) => createAccount(pool, s, p, ctx),
+    updateAccount: (p, ctx) => updateAccount(pool, s, p, ctx),
+    deleteAccount: (p, ctx) => deleteAccount(pool, s, p, ctx),
+    setPassword: (p, ctx) => setPassword(pool, s, p, ctx),
     extra: {
       'ldap.search': (p: LdapSearchPayload, ctx) => ldapSearch(pool, s, p, ctx),
     },

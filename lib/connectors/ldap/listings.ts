@@ -66,30 +66,7 @@ export function toAccount(s: LdapSettings, entry: Entry): AccountRecord {
   };
 }
 
-/** `listAccounts`: accounts under userBase matching userFilter, one output page per LDAP page. */
-export async function listAccounts(pool: LdapPool, s: LdapSettings, pageSize: number | undefined, ctx: OperationContext): Promise<ListingResult> {
-  let records = 0;
-  await pagedSearch(
-    pool,
-    ctx.signal,
-    {
-      base: s.userBase,
-      filter: s.userFilter,
-      attributes: accountAttributes(s),
-      explicitBufferAttributes: s.flavor === 'ad' ? ['objectGUID'] : [],
-      pageSize: pageSize ?? s.pageSize,
-    },
-    async (entries) => {
-      if (!entries.length) return;
-      const page = entries.map((e) => toAccount(s, e));
-      records += page.length;
-      await ctx.writePage(page);
-    },
-  );
-  return { records };
-}
-
-function groupAttributes(s: LdapSettings, withMembers: boolean): string[] {
+export function groupAttributes(s: LdapSettings, withMembers: boolean): string[] {
   const base = ['cn', 'description', 'objectClass'];
   if (s.flavor === 'ad') return [...base, 'objectGUID', 'sAMAccountName', ...(withMembers ? [`member;range=0-${s.rangeSize - 1}`] : [])];
   return [...base, 'entryUUID', ...(withMembers ? ['member', 'uniqueMember', 'memberUid'] : [])];
@@ -155,7 +132,7 @@ function rangeKey(v: EntryView): string | undefined {
  * (1 500) values of `member` per read as `member;range=0-1499`; the next
  * read asks `member;range=1500-2999`, until a range ends with `*`.
  */
-async function adMembers(client: Client, s: LdapSettings, v: EntryView, emit: (dn: string) => Promise<void>, signal: AbortSignal): Promise<void> {
+export async function adMembers(client: Client, s: LdapSettings, v: EntryView, emit: (dn: string) => Promise<void>, signal: AbortSignal): Promise<void> {
   let key = rangeKey(v);
   if (!key) {
     // No ranged values: an empty group, or a server that ignored the range option (plain `member` is then complete).
@@ -185,7 +162,7 @@ async function adMembers(client: Client, s: LdapSettings, v: EntryView, emit: (d
 }
 
 /** Resolves posixGroup memberUid values to account DNs, 100 at a time, with escaped equality filters. */
-async function resolveUids(client: Client, s: LdapSettings, uids: string[]): Promise<Map<string, string>> {
+export async function resolveUids(client: Client, s: LdapSettings, uids: string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (let i = 0; i < uids.length; i += 100) {
     const chunk = uids.slice(i, i + 100);

@@ -1,4 +1,4 @@
-import type { Client, Entry, Filter, SearchOptions } from 'ldapts';
+import type { Client, Control, Entry, Filter, SearchOptions } from 'ldapts';
 import { OutpostError } from '../../util/errors.js';
 import { throwIfAborted } from '../../util/abort.js';
 import type { LdapSettings } from './config.js';
@@ -14,6 +14,8 @@ export interface PagedSearch {
   explicitBufferAttributes?: string[];
   pageSize: number;
   sizeLimit?: number;
+  /** Request controls besides paged results (e.g. AD's Show Deleted). */
+  controls?: Control[];
 }
 
 /**
@@ -47,7 +49,7 @@ export async function pagedSearch(
       signal,
       'search',
       async (client) => {
-        for await (const page of client.searchPaginated(q.base, opts)) {
+        for await (const page of client.searchPaginated(q.base, opts, q.controls)) {
           throwIfAborted(signal);
           let verdict: void | 'stop';
           pages++;

@@ -63,18 +63,28 @@ export async function target(
   kind: TargetKind,
   attributes: string[],
   ctx: OperationContext,
+  opts: { buffers?: string[]; read?: boolean; outsideForbidden?: boolean } = {},
 ): Promise<{ dn: string; entry: Entry }> {
-  const dn = payloadDN(s, value, field);
-  const rdns = parseDN(dn);
   const forbid = (why: string): never => {
     throw new OutpostError('forbidden', `ldap ${s.name}: ${field} ${why}`);
   };
+  // Lifecycle operations: a DN that parses but lies outside baseDN is a containment refusal (forbidden).
+  let parsed: Rdn[] | undefined;
+  try {
+    parsed = parseDN(value);
+  } catch {
+    // payloadDN below says what is wrong with the syntax
+  }
+  if (opts.outsideForbidden && parsed?.length && !isUnderDN(parsed, s.base)) forbid('lies outside baseDN');
+  const dn = payloadDN(s, value, field);
+  const rdns = parseDN(dn);
   const base = kind === 'account' ? s.userBase : s.groupBase;
   if (!isUnderDN(rdns, parseDN(base))) forbid(`lies outside ${kind === 'account' ? 'userBase' : 'groupBase'}`);
   const filter: Filter = kind === 'account' ? s.userFilter : s.groupFilter;
-  const attrs = [...new Set(['objectClass', ...attributes])];
+  const self = kind === 'account' && !opts.read ? selfCheck(s) : undefined;
+  const attrs = [...new Set(['objectClass', ...attributes, ...(self?.attributes ?? [])])];
   // One read on the usual path: the entry as the listing would see it.
-  const entry = await readEntry(pool, ctx.signal, dn, attrs, [], filter);
+  const entry = await readEntry(pool, ctx.signal, dn, attrs, opts.buffers ?? [], filter);
   if (!entry) {
     const any = await readEntry(pool, ctx.signal, dn, ['objectClass']);
     if (!any) throw new OutpostError('not_found', `ldap ${s.name}: ${field} names no entry`);
@@ -82,5 +92,35 @@ export async function target(
   }
   const why = refusal(s, kind, parseDN(entry!.dn || dn), objectClasses(entry!));
   if (why) forbid(why);
+  if (self?.is(rdns, new EntryView(entry!))) forbid("is the agent's own bind account (bindDN), which jobs never change");
   return { dn, entry: entry! };
+}
+
+/**
+ * How to recognise the agent's own account: by DN, or (AD binds by UPN or
+ * DOMAIN\\name) by userPrincipalName or sAMAccountName, compared case-insensitively.
+ */
+export function selfCheck(s: LdapSettings): { attributes: string[]; is(dn: readonly Rdn[], v: EntryView): boolean } {
+  const bind = s.bindDN;
+  const upn = /^[^=,\s]+@[^=,\s]+$/.test(bind) ? bind.toLowerCase() : undefined;
+  const down = /^[^=,\s]+\\([^=,\\\s]+)$/.exec(bind)?.[1]?.toLowerCase();
+  let bindRdns: Rdn[] | undefined;
+  if (!upn && !down) {
+    try {
+      bindRdns = parseDN(bind);
+    } catch {
+      bindRdns = undefined;
+    }
+  }
+  return {
+    attributes: upn ? ['userPrincipalName', 'sAMAccountName'] : down ? ['sAMAccountName'] : [],
+    is: (dn, v) => {
+      if (bindRdns) return sameDN(dn, bindRdns);
+      const sam = (name: string | undefined) => v.all('sAMAccountName').some((x) => x.toLowerCase() === name);
+      // AD also accepts the implicit UPN sAMAccountName@domain (the built-in Administrator has no userPrincipalName):
+      // a sAMAccountName equal to the UPN's name part counts as self too (it refuses more, never less).
+      if (upn) return v.all('userPrincipalName').some((x) => x.toLowerCase() === upn) || sam(upn.slice(0, upn.lastIndexOf('@')));
+      return sam(down);
+    },
+  };
 }

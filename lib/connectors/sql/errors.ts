@@ -27,6 +27,9 @@ export const PG_CODES: Record<string, Mapped> = {
   '3D000': f('not_found'), // database does not exist
   '0LP01': f('invalid_request'), // invalid grant operation (e.g. role into itself)
   '0P000': f('invalid_request'), // invalid role specification
+  '2BP01': f('conflict'), // dependent objects still exist (DROP ROLE of a role that owns objects or holds privileges)
+  '42710': f('conflict'), // duplicate object (CREATE ROLE of an existing role)
+  '42939': f('forbidden'), // reserved name (pg_*)
 };
 const PG_CLASSES: Record<string, Mapped> = {
   '08': r('unavailable'), '53': r('busy'), '40': r('conflict'), '42': f('invalid_request'), '22': f('invalid_request'),
@@ -50,6 +53,10 @@ export const MYSQL_CODES: Record<number, Mapped> = {
   3523: f('not_found'), // unknown authorization ID (MySQL)
   1049: f('not_found'), // unknown database
   1317: r('aborted'), // query interrupted (KILL QUERY)
+  1470: f('invalid_request'), // user name too long
+  1372: f('invalid_request'), // password hash has the wrong format
+  1820: f('invalid_credentials'), // the account's password expired: it must be changed first (mustChange)
+  1862: f('invalid_credentials'), // password expired (login refused outside sandbox mode)
   1969: r('timeout'), // MariaDB max_statement_time exceeded
   3024: r('timeout'), // MySQL max_execution_time exceeded
   2006: r('unavailable'), 2013: r('unavailable'), 1053: r('unavailable'), 1927: r('unavailable'),
@@ -64,6 +71,11 @@ export const MSSQL_NUMBERS: Record<number, Mapped> = {
   102: f('invalid_request'), 156: f('invalid_request'), 207: f('invalid_request'), 208: f('invalid_request'),
   15151: f('not_found'), // cannot find the user/role/login
   15007: f('not_found'), // not a valid login
+  15023: f('conflict'), // user, group or role already exists
+  15025: f('conflict'), // the server principal already exists
+  15138: f('conflict'), // the database principal owns a schema and cannot be dropped
+  15118: f('invalid_request'), // password validation failed (policy)
+  15116: f('invalid_request'), 15115: f('invalid_request'), // password too short / too long for the policy
   4060: f('not_found'), // cannot open database
 };
 
@@ -166,4 +178,22 @@ export function mapSqlError(kind: SqlKind, err: unknown): OutpostError {
   const id = safeId(e.code) ?? safeId(e.errno) ?? safeId(e.number) ?? safeId(inner?.code) ?? safeId(e.name);
   const text = serverText(kind, e) ?? DRIVER_TEXT[mapped.code] ?? 'unexpected driver error';
   return new OutpostError(mapped.code, `${kind}${id ? ` ${id}` : ''}: ${text}`, { retryable: mapped.retryable, cause: err });
+}
+
+/**
+ * The same mapping without the server's text, for statements that carry
+ * payload values (the queries model's account statements bind a password,
+ * an email …, and a server may quote a value it refused, e.g. PostgreSQL
+ * 22P02 `invalid input syntax … "<value>"`): the code and `what` only.
+ */
+export function mapSqlErrorWithheld(kind: SqlKind, err: unknown, what: string): OutpostError {
+  if (err instanceof OutpostError) return err;
+  const mapped = mapSqlError(kind, err);
+  const e = (err ?? {}) as DriverError;
+  const id = safeId(e.code) ?? safeId(e.errno) ?? safeId(e.number);
+  const text = DRIVER_TEXT[mapped.code] ?? 'unexpected driver error';
+  return new OutpostError(mapped.code, `${kind}${id ? ` ${id}` : ''}: ${what} failed: ${text} (server text withheld: the statement carries payload values)`, {
+    retryable: mapped.retryable,
+    cause: err,
+  });
 }

@@ -115,14 +115,7 @@ export function nativeModel(db: SqlDatabase, opts: SqlResourceOptions): Identity
  */
 export function queriesModel(db: SqlDatabase, opts: SqlResourceOptions): IdentityModel {
   const columns = new ColumnMap(opts.columns);
-  const statement = (name: StatementName, available: Record<string, ParamValue>): Stmt => {
-    const sql = opts.statements[name];
-    if (!sql) throw new OutpostError('invalid_request', `resource "${opts.name}" has no statement for ${name} (statements.${name})`);
-    // Statements may use a subset of the operation's parameters (checked at load time).
-    const used = namedParams(sql).values;
-    const params = Object.fromEntries(Object.entries(available).filter(([k]) => used.includes(k)));
-    return db.compile(sql, bindParams(`statements.${name}`, sql, params));
-  };
+  const statement = (name: StatementName, available: Record<string, ParamValue>): Stmt => configuredStatement(db, opts, name, available);
   const change = async (conn: unknown, name: StatementName, params: Record<string, ParamValue>): Promise<boolean> =>
     (await db.exec(conn, statement(name, params))).affected > 0;
   return {
@@ -145,4 +138,16 @@ export function queriesModel(db: SqlDatabase, opts: SqlResourceOptions): Identit
       if (opts.statements.checkResource) await db.exec(conn, statement('checkResource', {}));
     },
   };
+}
+
+/**
+ * The queries model's statement for `name`, compiled with the parameters it
+ * uses out of `available` (a statement may use a subset, checked at load time).
+ */
+export function configuredStatement(db: SqlDatabase, opts: SqlResourceOptions, name: StatementName, available: Record<string, ParamValue>): Stmt {
+  const sql = opts.statements[name];
+  if (!sql) throw new OutpostError('invalid_request', `resource "${opts.name}" has no statement for ${name} (statements.${name})`);
+  const used = namedParams(sql).values;
+  const params = Object.fromEntries(Object.entries(available).filter(([k]) => used.includes(k)));
+  return db.compile(sql, bindParams(`statements.${name}`, sql, params));
 }

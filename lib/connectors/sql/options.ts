@@ -1,7 +1,8 @@
 import { OutpostError } from '../../util/errors.js';
 import { registerSecret } from '../../util/redact.js';
 import { compileEntitlements, type EntitlementRules } from '../entitlements.js';
-import { checkStatementParams, STATEMENT_PARAMS, type StatementName } from './params.js';
+import { ATTRIBUTE_STATEMENTS, checkStatementParams, STATEMENT_PARAMS, type StatementName } from './params.js';
+import { DEFAULT_SCRAM_ITERATIONS, MAX_SCRAM_ITERATIONS } from './verifiers.js';
 
 /** The resource kinds this connector serves. */
 export const SQL_KINDS = ['postgres', 'mysql', 'mssql', 'sqlite'] as const;
@@ -56,6 +57,7 @@ export interface SqlTlsOptions {
  * - `entitlements`: `{include?: [glob], exclude?: [glob]}` narrowing what
  *   listEntitlements lists and grant/revoke accept (lib/connectors/entitlements.ts).
  *   Default: everything the model offers. Case-insensitive for mssql.
+ * - `accounts`: the account lifecycle (see AccountsOptions). Default: nothing updatable.
  */
 export interface SqlResourceOptions {
   name: string;
@@ -74,11 +76,34 @@ export interface SqlResourceOptions {
   entitlementKind: 'group' | 'role';
   cancelGraceMs: number;
   entitlements: EntitlementRules;
+  accounts: AccountsOptions;
 }
+
+/**
+ * `accounts` of a SQL resource (createAccount, updateAccount, setPassword, delta listings):
+ * - `updatable`: attribute names updateAccount (and createAccount's `attributes`) may set.
+ *   Default `[]` (none). Native model: a subset of the dialect's (PostgreSQL
+ *   connectionLimit, validUntil; MariaDB/MySQL maxUserConnections,
+ *   maxConnectionsPerHour, maxQueriesPerHour, maxUpdatesPerHour; SQL Server
+ *   defaultSchema). Queries model: `:name` parameters of those statements.
+ * - `host` (mysql): host part of created accounts. Default `%`.
+ * - `scramIterations` (postgres): PBKDF2 iterations of SCRAM verifiers. Default 4096, at most 100 000.
+ * - `deletions` (queries model): whether `statements.listAccountsSince` returns
+ *   deleted accounts (rows whose `deleted` column is true): `listed` or
+ *   `unsupported`. Default `unsupported`.
+ */
+export interface AccountsOptions {
+  updatable: readonly string[];
+  host: string;
+  scramIterations: number;
+  deletions: 'listed' | 'unsupported';
+}
+const ACCOUNT_KEYS = new Set(['updatable', 'host', 'scramIterations', 'deletions']);
+const ATTRIBUTE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
 const TOP_KEYS = new Set([
   'kind', 'model', 'connection', 'tls', 'encrypt', 'pool', 'connectTimeoutMs', 'statementTimeoutMs',
-  'pageSize', 'queries', 'statements', 'columns', 'entitlementKind', 'cancelGraceMs', 'entitlements',
+  'pageSize', 'queries', 'statements', 'columns', 'entitlementKind', 'cancelGraceMs', 'entitlements', 'accounts',
 ]);
 const CONNECTION_KEYS = new Set(['host', 'port', 'database', 'user', 'password', 'passwordFile', 'passwordEnv', 'url', 'filename']);
 const QUERY_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -195,10 +220,12 @@ export function parseOptions(name: string, raw: Record<string, unknown>, deps: P
     if (!QUERY_NAME.test(q)) fail(`queries.${q}`, `query names must match ${QUERY_NAME.source}`);
     checkStatementParams(sql, null, (why) => fail(`queries.${q}`, why));
   }
+  const accounts = parseAccounts(kind, obj('accounts', raw.accounts), fail, int);
   const statements = stringMap('statements', obj('statements', raw.statements), fail) as Partial<Record<StatementName, string>>;
   for (const [op, sql] of Object.entries(statements)) {
-    if (!(op in STATEMENT_PARAMS)) fail(`statements.${op}`, `unknown operation; one of ${Object.keys(STATEMENT_PARAMS).join(', ')}`);
-    checkStatementParams(sql, STATEMENT_PARAMS[op as StatementName], (why) => fail(`statements.${op}`, why));
+    if (!Object.hasOwn(STATEMENT_PARAMS, op)) fail(`statements.${op}`, `unknown operation; one of ${Object.keys(STATEMENT_PARAMS).join(', ')}`);
+    const allowed = [...STATEMENT_PARAMS[op as StatementName], ...(ATTRIBUTE_STATEMENTS.has(op) ? accounts.updatable : [])];
+    checkStatementParams(sql, allowed, (why) => fail(`statements.${op}`, why));
   }
   if (model === 'native' && Object.keys(statements).length) fail('statements', 'apply to model "queries" only');
   if (model === 'queries' && !Object.keys(statements).length) fail('statements', 'model "queries" needs at least one statement');
@@ -223,6 +250,36 @@ export function parseOptions(name: string, raw: Record<string, unknown>, deps: P
     entitlementKind: entitlementKind as 'group' | 'role',
     cancelGraceMs: int('cancelGraceMs', raw.cancelGraceMs, 5_000, 1, 600_000),
     entitlements: compileEntitlements(name, raw.entitlements, { caseInsensitive: kind === 'mssql' }),
+    accounts,
+  };
+}
+
+function parseAccounts(
+  kind: SqlKind,
+  a: Record<string, unknown>,
+  fail: (key: string, why: string) => never,
+  int: (key: string, value: unknown, dflt: number, min: number, max: number) => number,
+): AccountsOptions {
+  for (const key of Object.keys(a)) if (!ACCOUNT_KEYS.has(key)) fail(`accounts.${key}`, 'unknown key');
+  const updatable = a.updatable ?? [];
+  if (!Array.isArray(updatable) || updatable.length > 100) fail('accounts.updatable', 'must be an array of at most 100 attribute names');
+  const fixed = new Set<string>([...STATEMENT_PARAMS.createAccount, ...STATEMENT_PARAMS.setPassword]);
+  for (const [i, n] of (updatable as unknown[]).entries()) {
+    if (typeof n !== 'string' || !ATTRIBUTE_NAME.test(n)) fail(`accounts.updatable.${i}`, `must match ${ATTRIBUTE_NAME.source}`);
+    // Never the password, the naming attribute or anything the other parameters already mean.
+    if (fixed.has(n as string) || /password/i.test(n as string)) fail(`accounts.updatable.${i}`, 'names a field no update may set');
+  }
+  if (a.host !== undefined && kind !== 'mysql') fail('accounts.host', 'applies to mysql only');
+  const host = a.host ?? '%';
+  if (typeof host !== 'string' || !host || host.length > 255 || /[\\\0]/.test(host)) fail('accounts.host', 'must be a host name or pattern of 1 to 255 characters, no backslash');
+  if (a.scramIterations !== undefined && kind !== 'postgres') fail('accounts.scramIterations', 'applies to postgres only');
+  const deletions = a.deletions ?? 'unsupported';
+  if (deletions !== 'listed' && deletions !== 'unsupported') fail('accounts.deletions', 'must be "listed" or "unsupported"');
+  return {
+    updatable: [...new Set(updatable as string[])],
+    host: host as string,
+    scramIterations: int('accounts.scramIterations', a.scramIterations, DEFAULT_SCRAM_ITERATIONS, DEFAULT_SCRAM_ITERATIONS, MAX_SCRAM_ITERATIONS),
+    deletions,
   };
 }
 

@@ -9,7 +9,19 @@ export const STATEMENT_PARAMS = {
   grant: ['accountId', 'entitlementId'],
   revoke: ['accountId', 'entitlementId'],
   setAccountEnabled: ['accountId', 'enabled'],
+  // The account lifecycle (issue 12). createAccount and updateAccount may also use the
+  // attributes allow-listed in `accounts.updatable` (bound as null when a payload leaves one out).
+  getAccount: ['accountId'],
+  createAccount: ['accountId', 'name', 'email', 'givenName', 'surname', 'displayName', 'enabled', 'password'],
+  updateAccount: ['accountId'],
+  deleteAccount: ['accountId'],
+  setPassword: ['accountId', 'password', 'mustChange'],
+  listAccountsSince: ['since'],
+  accountsCursor: [],
+  listGrantsNested: [],
 } as const satisfies Record<string, readonly string[]>;
+/** Statements whose parameters also include the allow-listed account attributes. */
+export const ATTRIBUTE_STATEMENTS: ReadonlySet<string> = new Set(['createAccount', 'updateAccount']);
 export type StatementName = keyof typeof STATEMENT_PARAMS;
 
 /**

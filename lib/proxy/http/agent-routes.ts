@@ -1,7 +1,8 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { OutpostError } from '../../util/errors.js';
 import {
+  GoodbyeRequest,
   HeartbeatRequest,
   Id,
   LeaseRequest,
@@ -10,11 +11,24 @@ import {
   ResultsRequest,
   type LeaseRef,
 } from '../../protocol/schemas.js';
+import { versionStanding } from '../../protocol/semver.js';
 import type { RouteDeps, RouteOptions } from './context.js';
 
 const JobParams = Type.Object({ id: Id });
-/** The empty lease answer, serialised once. */
-const NO_JOBS = '{"jobs":[]}';
+/** An agent refused with 426 retries after this (Retry-After), and is expected again by then (presence). */
+const UPGRADE_RETRY_MS = 300_000;
+
+/** An agent-chosen value for a log line; never the caller's own token (an agent configured with its token as its id). */
+function shown(req: FastifyRequest, value: string): string {
+  const auth = req.headers.authorization ?? '';
+  const token = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
+  return token.length >= 8 && value.includes(token) ? '[REDACTED]' : value;
+}
+
+/** A version string safe to quote back in a message, or a placeholder. */
+function quoted(version: string): string {
+  return /^[0-9A-Za-z.+-]{1,64}$/.test(version) ? `"${version}"` : 'an unreadable version';
+}
 
 /**
  * Sends an answer already serialised: the lease answer is built from the
@@ -46,6 +60,23 @@ function closeSignal(reply: FastifyReply): AbortSignal {
 /** The agent side of wire protocol v1 (DESIGN "Agent side"). */
 export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, deps: RouteDeps): void {
   const { auth, leases, agents, waiters, clock, log } = deps;
+  const versions = opts.agentVersions ?? { latestVersion: null, minVersion: null };
+  // The versions ride on every lease answer (LeaseResponse.latestVersion/minVersion), serialised once.
+  const versionFields =
+    (versions.latestVersion ? `,"latestVersion":${JSON.stringify(versions.latestVersion)}` : '') +
+    (versions.minVersion ? `,"minVersion":${JSON.stringify(versions.minVersion)}` : '');
+  const NO_JOBS = `{"jobs":[]${versionFields}}`;
+  const leaseTtlMs = opts.leaseTtlMs ?? 30_000;
+
+  /** 426 for an agent below `agents.minVersion`, or whose version does not parse while a minimum is set. */
+  function upgradeRequired(version: string): OutpostError | null {
+    if (!versions.minVersion) return null;
+    const standing = versionStanding(version, versions);
+    if (standing !== 'unsupported' && standing !== 'invalid') return null;
+    const target = versions.latestVersion ?? versions.minVersion;
+    const why = standing === 'invalid' ? `reports ${quoted(version)}, which is not a version (MAJOR.MINOR.PATCH)` : `is version ${quoted(version)}, older than ${versions.minVersion}, the oldest this integration-proxy serves (agents.minVersion)`;
+    return new OutpostError('upgrade_required', `this agent ${why}; install outpost-agent ${target} or newer and restart it`, { retryAfterMs: UPGRADE_RETRY_MS });
+  }
 
   app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest } }, async (req, reply) => {
     // heldMs (below) counts from here: never more than the time since the agent sent the poll.
@@ -54,9 +85,15 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     const socket = req.raw.socket;
     const pool = await auth.agent(req);
     const body = req.body;
-    await agents.touch(pool, body);
+    const refusal = upgradeRequired(body.version);
+    // A refused agent is still shown (flagged), and expected back after its Retry-After.
+    const holdMs = Math.min(body.waitMs, opts.maxWaitMs);
+    if (await agents.touch(pool, body, refusal ? UPGRADE_RETRY_MS : holdMs)) {
+      log.info('agent joined', { pool, agentId: shown(req, body.agentId), version: shown(req, body.version), versionStatus: versionStanding(body.version, versions) });
+    }
+    if (refusal) throw refusal;
     const resources = new Set(body.resources);
-    const deadline = clock.now() + Math.min(body.waitMs, opts.maxWaitMs);
+    const deadline = clock.now() + holdMs;
     let woken = false;
     let parked = false;
     for (;;) {
@@ -70,8 +107,10 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
       const heldMs = Math.floor(clock.monotonicMs() - arrivedAtMs);
       const claimed = await leases.claimJson(pool, body.agentId, body.resources, body.max);
       if (claimed.refs.length) {
+        // With its slots full the agent stops polling and only heartbeats (within a lease TTL): not stale.
+        if (leaseTtlMs > holdMs) await agents.touch(pool, { agentId: body.agentId }, leaseTtlMs);
         deliver(closed, pool, claimed.refs);
-        return sendJson(reply, `{"jobs":${claimed.json},"heldMs":${heldMs}}`);
+        return sendJson(reply, `{"jobs":${claimed.json},"heldMs":${heldMs}${versionFields}}`);
       }
       if (woken) void waiters.recheckPool(pool);
       if (waiters.generation(pool) !== generation) continue;
@@ -110,8 +149,18 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
 
   app.post<{ Body: HeartbeatRequest }>('/v1/agent/heartbeat', { schema: { body: HeartbeatRequest } }, async (req) => {
     const pool = await auth.agent(req);
-    await agents.touch(pool, { agentId: req.body.agentId });
+    // An agent whose slots are all busy does not poll: it is expected again within a lease TTL.
+    await agents.touch(pool, { agentId: req.body.agentId }, leaseTtlMs);
     return { leases: await leases.heartbeat(pool, req.body.agentId, req.body.leases) };
+  });
+
+  app.post<{ Body: GoodbyeRequest }>('/v1/agent/goodbye', { schema: { body: GoodbyeRequest } }, async (req) => {
+    const pool = await auth.agent(req);
+    // A draining agent heartbeats while its jobs finish: expected again within a lease TTL.
+    if (await agents.goodbye(pool, req.body.agentId, req.body.status, leaseTtlMs)) {
+      log.info(req.body.status === 'offline' ? 'agent left' : 'agent draining', { pool, agentId: shown(req, req.body.agentId) });
+    }
+    return { status: req.body.status };
   });
 
   app.post<{ Body: ResultsRequest }>('/v1/agent/results', { schema: { body: ResultsRequest } }, async (req) => {

@@ -3,6 +3,7 @@ import { OutpostError } from '../../util/errors.js';
 import { buildOpenApi } from '../../protocol/openapi.js';
 import { registerAgentRoutes } from './agent-routes.js';
 import { registerJobRoutes } from './job-routes.js';
+import { registerPoolRoutes } from './pool-routes.js';
 import { installErrorHandlers, sendError } from './errors.js';
 import { installJsonParser, rejectRepeatedQuery } from './json-body.js';
 import type { RouteDeps, RouteOptions } from './context.js';
@@ -54,6 +55,7 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
   });
   registerAgentRoutes(app, opts, deps);
   registerJobRoutes(app, opts, deps);
+  registerPoolRoutes(app, deps);
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {

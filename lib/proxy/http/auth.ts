@@ -3,6 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Clock } from '../../util/clock.js';
 import { OutpostError } from '../../util/errors.js';
 import type { Logger } from '../../log/index.js';
+import { LogThrottle } from '../../log/throttle.js';
 import type { Principal, TokenStore } from '../store/tokens.js';
 
 /**
@@ -49,6 +50,8 @@ export interface AuthOptions {
   cacheMaxAgeMs?: number;
   /** `last_used_at` is written at most this often per token. Default 60 000 ms. */
   lastUsedWriteMs?: number;
+  /** At most one `authentication failed` line per reason and client address per this. Default 60 000 ms. */
+  refusalLogPeriodMs?: number;
 }
 
 export interface AuthDeps {
@@ -92,6 +95,8 @@ export class Authenticator {
   private revision: number | undefined;
   private checkedAtMs = -Infinity;
   private checking: Promise<void> | undefined;
+  /** One `authentication failed` line per reason, address and minute (with a count); never the token. */
+  private readonly refusals: LogThrottle;
 
   constructor(
     opts: AuthOptions,
@@ -101,14 +106,38 @@ export class Authenticator {
     this.revisionCheckMs = opts.revisionCheckMs ?? 500;
     this.cacheMaxAgeMs = opts.cacheMaxAgeMs ?? 60_000;
     this.lastUsedWriteMs = opts.lastUsedWriteMs ?? 60_000;
+    this.refusals = new LogThrottle(deps.clock, opts.refusalLogPeriodMs ?? 60_000);
   }
 
   /** Resolves the caller and checks that its role may `access`: 401 without a valid token, 403 for the wrong role. */
   async authenticate(req: FastifyRequest, access: Access): Promise<Principal> {
-    const p = await this.resolve(req.headers.authorization);
-    allow(p, access);
-    principals.set(req, p);
-    return p;
+    try {
+      const p = await this.resolve(req.headers.authorization);
+      allow(p, access);
+      principals.set(req, p);
+      return p;
+    } catch (err) {
+      this.noteRefusal(req, err);
+      throw err;
+    }
+  }
+
+  /**
+   * Logs a 401/403 at info, rate-limited per (reason, client address): the
+   * reason is one of this module's fixed messages, never the header or the token.
+   */
+  private noteRefusal(req: FastifyRequest, err: unknown): void {
+    if (!(err instanceof OutpostError) || (err.code !== 'unauthorized' && err.code !== 'forbidden')) return;
+    const count = this.refusals.hit(`${err.code}\u0000${err.message}\u0000${req.ip}`);
+    if (count === undefined) return;
+    this.deps.log.info('authentication failed', {
+      status: err.code === 'unauthorized' ? 401 : 403,
+      reason: err.message,
+      ip: req.ip,
+      method: req.method,
+      route: req.routeOptions.url ?? 'unmatched',
+      count,
+    });
   }
 
   /** The caller's principal, if the onRequest hook resolved one. */

@@ -7,6 +7,7 @@ import type { JobStore } from '../store/jobs.js';
 import type { OutputStore } from '../store/output.js';
 import type { TokenStore } from '../store/tokens.js';
 import type { AgentStore } from '../store/agents.js';
+import type { PoolStore } from '../store/pools.js';
 import type { Waiters } from '../waiters.js';
 import type { JobWatch } from '../watch.js';
 import type { Authenticator } from './auth.js';
@@ -20,6 +21,10 @@ export interface RouteOptions {
   maxParkedPollsPerPool?: number;
   /** Accept job types the proxy does not know, unchecked (config `acceptUnknownTypes`). Default false. */
   acceptUnknownTypes?: boolean;
+  /** Agent versions (config `agents.*`): named in lease answers; below `minVersion` (or unparseable when it is set) → 426. Default: none. */
+  agentVersions?: { latestVersion: string | null; minVersion: string | null };
+  /** Lease TTL handed out: an agent that only heartbeats is expected again within it (presence). Default 30 000 ms. */
+  leaseTtlMs?: number;
 }
 
 /** What the routes work with; built once by the composition root. */
@@ -33,6 +38,8 @@ export interface RouteDeps {
   output: OutputStore;
   tokens: TokenStore;
   agents: AgentStore;
+  /** Pools' public sealing keys. */
+  pools: PoolStore;
   waiters: Waiters;
   watch: JobWatch;
   metrics: ProxyMetrics;

@@ -100,7 +100,7 @@ function scrub(message: string): string {
 /** Sends `{"error": {code, message}}` with the status of its code. */
 export function sendError(reply: FastifyReply, err: OutpostError, req?: FastifyRequest): FastifyReply {
   const status = HTTP_STATUS_BY_CODE[err.code] ?? 500;
-  if (status === 503 || status === 429) reply.header('retry-after', String(Math.ceil((err.retryAfterMs ?? 1000) / 1000)));
+  if (status === 503 || status === 429 || (status === 426 && err.retryAfterMs !== undefined)) reply.header('retry-after', String(Math.ceil((err.retryAfterMs ?? 1000) / 1000)));
   const wire = toWireError(err);
   return reply.code(status).send({ error: { code: wire.code, message: scrub(wire.message) } });
 }

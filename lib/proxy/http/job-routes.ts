@@ -14,6 +14,7 @@ import {
 import { assertEnqueueable, payloadSchemaOf } from '../../protocol/operations.js';
 import type { Principal } from '../store/tokens.js';
 import type { NewJob } from '../store/jobs.js';
+import { listAttempts } from '../store/attempts.js';
 import { canSee } from './auth.js';
 import type { RouteDeps, RouteOptions } from './context.js';
 
@@ -120,7 +121,7 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
     const p = await auth.admin(req);
     const waitMs = intParam(req.query.waitMs, 'waitMs', opts.maxWaitMs);
     let job = await visibleJob(p, req.params.id);
-    if (!waitMs) return job;
+    if (!waitMs) return withAttempts(job);
     const deadline = deps.clock.now() + waitMs;
     while (!TERMINAL_STATUSES.includes(job.status) && deps.state() === 'running') {
       const remainingMs = deadline - deps.clock.now();
@@ -128,8 +129,14 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
       await deps.watch.wait(job.id, Math.min(remainingMs, JOB_REREAD_MS));
       job = await visibleJob(p, job.id);
     }
-    return job;
+    return withAttempts(job);
   });
+
+  /** The job with each of its leases (agent, start, end, outcome): `GET /v1/jobs/{id}` only, not listings. */
+  async function withAttempts(job: JobView): Promise<JobView> {
+    const row = await jobs.row(job.id);
+    return { ...job, attempts: await listAttempts(deps.db, job, { leaseToken: row?.lease_token, resultToken: row?.result_token }) };
+  }
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id/output', { schema: { params: JobParams } }, async (req, reply) => {
     const p = await auth.admin(req);

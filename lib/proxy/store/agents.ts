@@ -1,10 +1,12 @@
 import type { Clock } from '../../util/clock.js';
 import { OutpostError } from '../../util/errors.js';
 import type { AgentView } from '../../protocol/schemas.js';
+import { versionStanding } from '../../protocol/semver.js';
 import { atomic, marks, run, stmt, type Db, type Stmt } from './db.js';
 import { num } from './rows.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { QuotaName } from './jobs.js';
+import { agentCensus, agentStatus, agentTransitions, type AgentCensus, type AgentStatus, type PresenceRow, type PresenceTransition } from './presence.js';
 
 /** Options of the agent registry. */
 export interface AgentStoreOptions {
@@ -18,6 +20,10 @@ export interface AgentStoreOptions {
   maxAgentsPerPool?: number;
   /** Bytes of hostname + version + resources stored per agent (413 beyond). Default (config) 8 192; unlimited when absent. */
   maxInfoBytes?: number;
+  /** An agent not heard from by its expected next contact + this is `stale`. Default 5 000 ms. */
+  staleGraceMs?: number;
+  /** Agent versions (config `agents.*`) for `outdated` / `upgradeRequired`. Default: none checked. */
+  versions?: { latestVersion?: string | null; minVersion?: string | null };
 }
 
 export interface AgentStoreDeps {
@@ -49,7 +55,20 @@ const MAX_SERVED_ENTRIES = 100_000;
 interface Seen {
   writtenAtMs: number;
   fingerprint: string;
+  /** The `contact_by` last written. */
+  contactByMs: number;
 }
+
+
+/**
+ * `contact_by` is rewritten when it would move later by more than this, so a
+ * busy agent costs at most one write per this period, and the stored value is
+ * never later than the true one (a dead agent is stale by its hold + grace).
+ */
+const CONTACT_SLACK_MS = 2000;
+/** Leased job ids listed per agent. */
+const MAX_IN_FLIGHT_IDS = 100;
+
 
 interface AgentRow {
   pool: string;
@@ -58,6 +77,8 @@ interface AgentRow {
   version: string;
   resources: string;
   last_seen_at: number | string;
+  state: string | null;
+  contact_by: number | string | null;
 }
 
 /**
@@ -75,33 +96,69 @@ export class AgentStore {
     private readonly deps: AgentStoreDeps,
   ) {}
 
-  async touch(pool: string, info: AgentInfo): Promise<void> {
+  /**
+   * The agent was heard from. `nextContactWithinMs`: when the proxy expects
+   * to hear from it again at the latest (the poll hold it granted, or the
+   * lease TTL for a heartbeat); past that + `staleGraceMs` it is `stale`.
+   * Default: the presence window (never stale before offline). Resolves
+   * true when the agent joined: new to the store, or back from offline.
+   */
+  async touch(pool: string, info: AgentInfo, nextContactWithinMs?: number): Promise<boolean> {
     const now = this.deps.clock.now();
     const key = `${pool}\u0000${info.agentId}`;
     const prev = this.seen.get(key);
     const fingerprint = info.hostname === undefined ? prev?.fingerprint ?? '' : JSON.stringify([info.hostname, info.version, info.resources]);
-    if (prev && prev.fingerprint === fingerprint && now - prev.writtenAtMs < this.opts.presenceMs / 10) return;
+    const contactBy = now + (nextContactWithinMs === undefined ? this.opts.presenceMs : nextContactWithinMs + this.graceMs);
+    if (prev && prev.fingerprint === fingerprint && now - prev.writtenAtMs < this.opts.presenceMs / 10 && contactBy - prev.contactByMs <= CONTACT_SLACK_MS) return false;
     if (info.hostname === undefined) {
       // A heartbeat carries no description: refresh lastSeenAt of a known agent only.
-      this.remember(key, now, fingerprint);
-      await run(this.deps.db, 'UPDATE outpost_agents SET last_seen_at = ? WHERE pool = ? AND agent_id = ?', [now, pool, info.agentId]);
-      return;
+      this.remember(key, now, fingerprint, contactBy);
+      await run(this.deps.db, 'UPDATE outpost_agents SET last_seen_at = ?, contact_by = ? WHERE pool = ? AND agent_id = ?', [now, contactBy, pool, info.agentId]);
+      return false;
     }
+    const joined = !prev && (await this.isNew(pool, info.agentId, now));
     const resources = JSON.stringify(info.resources ?? []);
     const bytes = Buffer.byteLength(info.hostname) + Buffer.byteLength(info.version ?? '') + Buffer.byteLength(resources);
     if (this.opts.maxInfoBytes !== undefined && bytes > this.opts.maxInfoBytes) {
       this.deps.onQuota?.('agent_info_bytes');
       throw new OutpostError('too_large', `body: hostname, version and resources take ${bytes} bytes; the limit is ${this.opts.maxInfoBytes} (quotas.agentInfoBytes)`);
     }
-    const row = [info.hostname, info.version ?? '', resources, now];
+    const row = [info.hostname, info.version ?? '', resources, now, contactBy];
     await this.write(pool, info.agentId, row);
-    this.remember(key, now, fingerprint);
+    this.remember(key, now, fingerprint, contactBy);
     if (this.served.size > MAX_SERVED_ENTRIES) this.served.clear();
     for (const r of info.resources ?? []) this.served.set(`${pool}\u0000${r}`, now);
+    return joined;
   }
 
-  private remember(key: string, now: number, fingerprint: string): void {
-    this.seen.set(key, { writtenAtMs: now, fingerprint });
+  private get graceMs(): number {
+    return this.opts.staleGraceMs ?? 5000;
+  }
+
+  /** True when the store has no row for the agent, or one that is offline (this replica had not seen it). */
+  private async isNew(pool: string, agentId: string, now: number): Promise<boolean> {
+    const [row] = await run<AgentRow>(this.deps.db, 'SELECT last_seen_at, state FROM outpost_agents WHERE pool = ? AND agent_id = ?', [pool, agentId]);
+    return !row || row.state === 'offline' || now - num(row.last_seen_at) > this.opts.presenceMs;
+  }
+
+  /**
+   * A goodbye: `draining` (no new leases; heartbeats go on while jobs
+   * finish, so it is expected again within `nextContactWithinMs`) or
+   * `offline` (gone). Returns false for an agent the store does not know.
+   */
+  async goodbye(pool: string, agentId: string, status: 'draining' | 'offline', nextContactWithinMs: number): Promise<boolean> {
+    const now = this.deps.clock.now();
+    const contactBy = status === 'offline' ? now : now + nextContactWithinMs + this.graceMs;
+    const rows = await run(this.deps.db, 'UPDATE outpost_agents SET state = ?, last_seen_at = ?, contact_by = ? WHERE pool = ? AND agent_id = ? RETURNING agent_id', [
+      status, now, contactBy, pool, agentId,
+    ]);
+    // The next poll of this agentId (a restart) writes its row again and so clears the state.
+    this.seen.delete(`${pool}\u0000${agentId}`);
+    return rows.length > 0;
+  }
+
+  private remember(key: string, now: number, fingerprint: string, contactByMs: number): void {
+    this.seen.set(key, { writtenAtMs: now, fingerprint, contactByMs });
     // Agents get a new id at every start: forget throttle entries of agents long gone.
     if (this.seen.size > MAX_TRACKED_AGENTS) {
       for (const [k, v] of this.seen) if (now - v.writtenAtMs > this.opts.presenceMs) this.seen.delete(k);
@@ -118,7 +175,10 @@ export class AgentStore {
     const offlineBefore = this.deps.clock.now() - this.opts.presenceMs;
     const postgres = this.deps.db.dialect === 'postgres';
     const admitted = await atomic(this.deps.db, function* (): Generator<Stmt, boolean, unknown[]> {
-      const updated = yield stmt('UPDATE outpost_agents SET hostname = ?, version = ?, resources = ?, last_seen_at = ? WHERE pool = ? AND agent_id = ? RETURNING agent_id', [...row, pool, agentId]);
+      const updated = yield stmt(
+        "UPDATE outpost_agents SET hostname = ?, version = ?, resources = ?, last_seen_at = ?, contact_by = ?, state = '' WHERE pool = ? AND agent_id = ? RETURNING agent_id",
+        [...row, pool, agentId],
+      );
       if (updated.length) return true;
       if (limit !== undefined) {
         if (postgres) yield stmt('SELECT pg_advisory_xact_lock(7242002, hashtext(?))', [pool]);
@@ -134,9 +194,9 @@ export class AgentStore {
         }
       }
       yield stmt(
-        `INSERT INTO outpost_agents (pool, agent_id, hostname, version, resources, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO outpost_agents (pool, agent_id, hostname, version, resources, last_seen_at, contact_by, state) VALUES (?, ?, ?, ?, ?, ?, ?, '')
          ON CONFLICT (pool, agent_id) DO UPDATE SET hostname = excluded.hostname, version = excluded.version,
-           resources = excluded.resources, last_seen_at = excluded.last_seen_at`,
+           resources = excluded.resources, last_seen_at = excluded.last_seen_at, contact_by = excluded.contact_by, state = ''`,
         [pool, agentId, ...row],
       );
       return true;
@@ -190,41 +250,67 @@ export class AgentStore {
       bindings,
     );
     const page = rows.slice(0, limit);
-    const inFlight = new Map<string, number>();
+    const inFlight = new Map<string, string[]>();
     const byPool = new Map<string, string[]>();
     for (const r of page) byPool.set(r.pool, [...(byPool.get(r.pool) ?? []), r.agent_id]);
     // Leased jobs only, from their partial index (SQLite is told: it would rather scan the table).
     const hint = this.deps.db.dialect === 'sqlite' ? 'INDEXED BY outpost_jobs_leased' : '';
     for (const [pool, ids] of byPool) {
-      const counts = await run<{ agent_id: string; n: number | string }>(
+      const leased = await run<{ agent_id: string; id: string }>(
         this.deps.db,
-        `SELECT agent_id, COUNT(*) AS n FROM outpost_jobs ${hint} WHERE status = 'leased' AND pool = ? AND agent_id IN (${marks(ids.length)}) GROUP BY agent_id`,
+        `SELECT agent_id, id FROM outpost_jobs ${hint} WHERE status = 'leased' AND pool = ? AND agent_id IN (${marks(ids.length)})`,
         [pool, ...ids],
       );
-      for (const c of counts) inFlight.set(`${pool}\u0000${c.agent_id}`, num(c.n));
+      for (const c of leased) {
+        const k = `${pool}\u0000${c.agent_id}`;
+        inFlight.set(k, [...(inFlight.get(k) ?? []), c.id]);
+      }
     }
     const now = this.deps.clock.now();
     const last = page[page.length - 1];
     return {
-      agents: page.map((r) => ({
-        agentId: r.agent_id,
-        pool: r.pool,
-        hostname: r.hostname,
-        version: r.version,
-        resources: JSON.parse(r.resources) as string[],
-        status: now - num(r.last_seen_at) <= this.opts.presenceMs ? 'online' : 'offline',
-        lastSeenAt: new Date(num(r.last_seen_at)).toISOString(),
-        inFlight: inFlight.get(`${r.pool}\u0000${r.agent_id}`) ?? 0,
-      })),
+      agents: page.map((r) => {
+        const jobs = (inFlight.get(`${r.pool}\u0000${r.agent_id}`) ?? []).sort();
+        const standing = versionStanding(r.version, this.opts.versions ?? {});
+        return {
+          agentId: r.agent_id,
+          pool: r.pool,
+          hostname: r.hostname,
+          version: r.version,
+          resources: JSON.parse(r.resources) as string[],
+          status: this.statusOf(r, now),
+          lastSeenAt: new Date(num(r.last_seen_at)).toISOString(),
+          inFlight: jobs.length,
+          inFlightJobs: jobs.slice(0, MAX_IN_FLIGHT_IDS),
+          // Without configured versions nothing is checked (a development build may report anything).
+          outdated: !!(this.opts.versions?.latestVersion || this.opts.versions?.minVersion) && standing !== 'current',
+          upgradeRequired: !!this.opts.versions?.minVersion && (standing === 'unsupported' || standing === 'invalid'),
+        };
+      }),
       nextCursor: rows.length > limit && last ? encodeCursor([last.pool, last.agent_id]) : null,
     };
+  }
+
+  private statusOf(r: PresenceRow, now: number): AgentStatus {
+    return agentStatus(r, now, this.opts.presenceMs);
+  }
+
+  /** Agents per pool and status, and per pool and version, for `/metrics` (store/presence.ts). */
+  census(): Promise<AgentCensus> {
+    return agentCensus(this.deps.db, this.deps.clock.now(), this.opts.presenceMs);
+  }
+
+  /** Agents that became stale or offline (by time) in (sinceMs, nowMs], for the presence log. */
+  transitions(sinceMs: number, nowMs: number, limit: number): Promise<PresenceTransition[]> {
+    return agentTransitions(this.deps.db, { sinceMs, nowMs, presenceMs: this.opts.presenceMs, limit });
   }
 
   /** Agents online per pool, from the index on last_seen_at (for `/metrics`). */
   async onlineCounts(): Promise<Array<{ pool: string; n: number }>> {
     const rows = await run<{ pool: string; n: number | string }>(
       this.deps.db,
-      'SELECT pool, COUNT(*) AS n FROM outpost_agents WHERE last_seen_at >= ? GROUP BY pool',
+      // An agent that said goodbye (offline) is not counted for the rest of the window.
+      "SELECT pool, COUNT(*) AS n FROM outpost_agents WHERE last_seen_at >= ? AND state <> 'offline' GROUP BY pool",
       [this.deps.clock.now() - this.opts.presenceMs],
     );
     return rows.map((r) => ({ pool: r.pool, n: num(r.n) }));

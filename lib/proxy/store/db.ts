@@ -201,6 +201,26 @@ export async function migrate(db: Db): Promise<void> {
       PRIMARY KEY (pool, agent_id)
     )`,
     `CREATE INDEX IF NOT EXISTS outpost_agents_seen ON outpost_agents (last_seen_at)`,
+    // One row per lease of a job (attempts.ts): who ran it, when, how it ended. One index (the key), so a
+    // claim costs one more b-tree insert per job; SQLite keeps the rows in it (WITHOUT ROWID).
+    `CREATE TABLE IF NOT EXISTS outpost_job_attempts (
+      job_id TEXT NOT NULL,
+      lease_token TEXT NOT NULL,
+      attempt INTEGER NOT NULL,
+      agent_id TEXT NOT NULL,
+      started_at ${big} NOT NULL,
+      ended_at ${big},
+      outcome TEXT NOT NULL,
+      error TEXT,
+      PRIMARY KEY (job_id, lease_token)
+    )${db.dialect === 'sqlite' ? ' WITHOUT ROWID' : ''}`,
+    // A pool's public sealing key (secrets in payloads): the job side seals passwords with it (store/pools.ts).
+    `CREATE TABLE IF NOT EXISTS outpost_pool_keys (
+      pool TEXT PRIMARY KEY,
+      public_key TEXT NOT NULL,
+      algorithm TEXT NOT NULL,
+      updated_at ${big} NOT NULL
+    )`,
     // Output bytes kept per pool: the per-pool quota is checked without summing the pool's pages.
     `CREATE TABLE IF NOT EXISTS outpost_pool_usage (
       pool TEXT PRIMARY KEY,
@@ -218,6 +238,9 @@ export async function migrate(db: Db): Promise<void> {
     ['outpost_tokens', 'expires_at', big],
     ['outpost_tokens', 'revoked_at', big],
     ['outpost_tokens', 'last_used_at', big],
+    // Presence (agents.ts): a goodbye (draining | offline, '' otherwise) and when the proxy expects the next contact.
+    ['outpost_agents', 'state', "TEXT NOT NULL DEFAULT ''"],
+    ['outpost_agents', 'contact_by', big],
   ];
   const late = [
     // The expiry sweep reads queued jobs past their time (partial: only queued jobs are in it).

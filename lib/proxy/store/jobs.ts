@@ -3,6 +3,7 @@ import type { Clock } from '../../util/clock.js';
 import { OutpostError } from '../../util/errors.js';
 import type { EnqueueRequest, JobStatus, JobView } from '../../protocol/schemas.js';
 import { marks, query, run, type Db } from './db.js';
+import { wipeSecretsSql } from './wipe.js';
 import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
 import { newJobId, num, toJobView, type JobRow } from './rows.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
@@ -198,7 +199,7 @@ export class JobStore {
     const { db, clock } = this.deps;
     await run(
       db,
-      `UPDATE outpost_jobs SET status = 'cancelled', finished_at = ?, lease_expires_at = NULL
+      `UPDATE outpost_jobs SET status = 'cancelled', finished_at = ?, lease_expires_at = NULL, ${wipeSecretsSql(db.dialect)}
        WHERE id = ? AND status IN ('queued', 'leased') RETURNING id`,
       [clock.now(), id],
     );
@@ -233,7 +234,7 @@ export class JobStore {
     const lock = db.dialect === 'postgres' ? 'FOR UPDATE SKIP LOCKED' : '';
     const rows = await run<{ id: string }>(
       db,
-      `UPDATE outpost_jobs SET status = 'failed', finished_at = ?, error = ?
+      `UPDATE outpost_jobs SET status = 'failed', finished_at = ?, error = ?, ${wipeSecretsSql(db.dialect)}
        WHERE status = 'queued' AND id IN (SELECT id FROM outpost_jobs WHERE status = 'queued' AND expires_at <= ? ORDER BY expires_at LIMIT ${Math.max(1, Math.floor(batch))} ${lock})
        RETURNING id`,
       [now, EXPIRED_ERROR, now],

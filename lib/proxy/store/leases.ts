@@ -2,8 +2,10 @@ import type { Clock } from '../../util/clock.js';
 import { jobRetryDelayMs } from '../../util/backoff.js';
 import type { LeasedJob, LeaseRef, LeaseStatus, ResultItem } from '../../protocol/schemas.js';
 import { atomic, marks, query, run, runEach, stmt, type Db, type Stmt } from './db.js';
+import { wipeSecretsSql } from './wipe.js';
 import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
 import { fence, newLeaseSecret, num, type ClaimedRow } from './rows.js';
+import { recordEnds, recordStarts } from './attempts.js';
 
 /** Options of the lease store. */
 export interface LeaseStoreOptions {
@@ -85,6 +87,7 @@ export class LeaseStore {
     for (const r of rows) {
       if (num(r.leases) > 1) await discardOutput(db, pool, r.id, r.lease_token);
     }
+    if (rows.length) await recordStarts(db, rows, agentId, now);
     return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
@@ -180,7 +183,7 @@ export class LeaseStore {
     if (succeeded.length) {
       const done = await this.fenced(
         succeeded,
-        `status = 'succeeded', result = ?, error = NULL, result_token = lease_token, finished_at = ?, lease_expires_at = NULL`,
+        `status = 'succeeded', result = ?, error = NULL, result_token = lease_token, finished_at = ?, lease_expires_at = NULL, ${wipeSecretsSql(db.dialect)}`,
         (i) => [JSON.stringify(i.result ?? null), now],
         pool,
       );
@@ -188,7 +191,9 @@ export class LeaseStore {
     }
     for (const item of items) {
       if (item.outcome !== 'failed') continue;
-      if (await this.fail(pool, item, now)) accepted.add(item.jobId);
+      if (!(await this.fail(pool, item, now))) continue;
+      accepted.add(item.jobId);
+      await recordEnds(db, [{ jobId: item.jobId, leaseToken: item.leaseToken, outcome: 'failed', error: item.error }], now);
     }
     const rest = items.filter((i) => !accepted.has(i.jobId));
     const repeated = new Set<string>();
@@ -208,6 +213,7 @@ export class LeaseStore {
   private async fail(pool: string, item: ResultItem & { outcome: 'failed' }, now: number): Promise<boolean> {
     const { db, events, random } = this.deps;
     const lock = db.dialect === 'postgres' ? 'FOR UPDATE' : '';
+    const wipe = wipeSecretsSql(db.dialect);
     const retryAt = await atomic(db, function* (): Generator<Stmt, number | null | false, unknown[]> {
       const [row] = (yield stmt(
         `SELECT attempt, max_attempts, resource FROM outpost_jobs WHERE id = ? AND pool = ? AND lease_token = ? AND status = 'leased' ${lock}`,
@@ -230,7 +236,7 @@ export class LeaseStore {
       }
       yield stmt(
         `UPDATE outpost_jobs SET status = 'failed', error = ?, result_token = lease_token, finished_at = ?,
-           lease_expires_at = NULL WHERE id = ?`,
+           lease_expires_at = NULL, ${wipe} WHERE id = ?`,
         [error, now, item.jobId],
       );
       return null;
@@ -251,6 +257,8 @@ export class LeaseStore {
       (row) => resources.set(row.id, row.resource),
     );
     const rows = [...released].map((id) => ({ id, resource: resources.get(id) ?? null }));
+    const ended = refs.filter((r) => released.has(r.jobId)).map((r) => ({ jobId: r.jobId, leaseToken: r.leaseToken, outcome: 'released' as const }));
+    if (ended.length) await recordEnds(db, ended, this.deps.clock.now());
     if (released.size) {
       const av: Available = new Map([[pool, rows.map((r) => r.resource)]]);
       await notifyReplicas(db, db.knex, this.deps.replicaId, av);
@@ -265,10 +273,10 @@ export class LeaseStore {
    * attempt), or end `failed` with `lease_lost` when attempts are exhausted.
    * One statement; returns how many leases expired.
    */
-  async reap(): Promise<number> {
+  async reap(onExpired?: (leases: ExpiredLease[]) => void): Promise<number> {
     const { db, clock, events } = this.deps;
     const now = clock.now();
-    const rows = await run<{ id: string; pool: string; status: string; resource: string | null }>(
+    const rows = await run<{ id: string; pool: string; status: string; resource: string | null; lease_token: string; agent_id: string | null; attempt: number | string }>(
       db,
       `UPDATE outpost_jobs SET
          status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
@@ -276,10 +284,13 @@ export class LeaseStore {
            THEN '{"code":"lease_lost","message":"lease expired after ' || attempt || ' attempts","retryable":false}'
            ELSE error END,
          finished_at = CASE WHEN attempt >= max_attempts THEN ? ELSE finished_at END,
+         ${wipeSecretsSql(db.dialect, 'attempt >= max_attempts')},
          lease_expires_at = NULL
-       WHERE status = 'leased' AND lease_expires_at <= ? RETURNING id, pool, status, resource`,
+       WHERE status = 'leased' AND lease_expires_at <= ? RETURNING id, pool, status, resource, lease_token, agent_id, attempt`,
       [now, now],
     );
+    onExpired?.(rows.map((r) => ({ jobId: r.id, pool: r.pool, agentId: r.agent_id, attempt: Number(r.attempt), requeued: r.status === 'queued' })));
+    await recordEnds(db, rows.map((r) => ({ jobId: r.id, leaseToken: r.lease_token, outcome: 'expired' as const })), now);
     const av: Available = new Map();
     for (const r of rows) {
       if (r.status === 'queued') bump(av, r.pool, r.resource);
@@ -298,4 +309,16 @@ async function discardOutput(db: Db, pool: string, jobId: string, leaseToken: st
     const bytes = gone.reduce((n, r) => n + num(r.bytes), 0);
     if (bytes) yield stmt('UPDATE outpost_pool_usage SET output_bytes = output_bytes - ? WHERE pool = ?', [bytes, pool]);
   });
+}
+
+/** A lease the reaper found expired (for the proxy's log line). */
+export interface ExpiredLease {
+  jobId: string;
+  pool: string;
+  /** The agent that held it. */
+  agentId: string | null;
+  /** The attempt that expired. */
+  attempt: number;
+  /** true: back in the queue; false: that was its last attempt, the job failed (`lease_lost`). */
+  requeued: boolean;
 }

@@ -41,6 +41,7 @@ export class RetentionStore {
       )) as Array<{ id: string; output_bytes: number | string | null }>;
       if (!gone.length) return 0;
       yield stmt(`DELETE FROM outpost_output WHERE job_id IN (${marks(gone.length)})`, gone.map((r) => r.id));
+      yield stmt(`DELETE FROM outpost_job_attempts WHERE job_id IN (${marks(gone.length)})`, gone.map((r) => r.id));
       const bytes = gone.reduce((n, r) => n + num(r.output_bytes), 0);
       if (bytes) {
         yield stmt('UPDATE outpost_pool_usage SET output_bytes = CASE WHEN output_bytes > ? THEN output_bytes - ? ELSE 0 END WHERE pool = ?', [bytes, bytes, pool]);

@@ -77,7 +77,7 @@ describe('LDAP connector against slapd', () => {
     );
     try {
       const c = ctx();
-      expect(await own.listAccounts({}, c)).toEqual({ records: 1 });
+      expect(await own.listAccounts({}, c)).toMatchObject({ records: 1 });
       expect(c.records<AccountRecord>()[0]!.attributes).toEqual({ cn: 'User 3', givenName: 'User', sn: '3' });
     } finally {
       await own.close();

@@ -113,9 +113,13 @@ describe('postgres: pool, TLS and cancellation edges', () => {
     const c = createSqlConnector('weak', { kind: 'postgres', connection: { url: u.toString() } }, sqlDeps());
     try {
       await expect(c.grant({ accountId: weak, entitlementId: group }, opContext().ctx)).rejects.toMatchObject({ code: 'permission_denied', retryable: false });
-      await expect(c.setAccountEnabled({ accountId: weak, enabled: false }, opContext().ctx)).rejects.toMatchObject({ code: 'permission_denied' });
+      // Another login role: its own role is refused by the connector before the server is asked (lifecycle-postgres.test.ts).
+      await rows(`create role ${q(`${weak}_other`)} login`);
+      await expect(c.setAccountEnabled({ accountId: `${weak}_other`, enabled: false }, opContext().ctx)).rejects.toMatchObject({ code: 'permission_denied' });
+      await expect(c.setAccountEnabled({ accountId: weak, enabled: false }, opContext().ctx)).rejects.toMatchObject({ code: 'forbidden' });
     } finally {
       await c.close();
+      await rows(`drop role if exists ${q(`${weak}_other`)}`);
       await rows(`drop role ${q(group)}`);
       await rows(`drop role ${q(weak)}`);
     }

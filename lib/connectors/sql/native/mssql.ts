@@ -6,7 +6,7 @@ import type { Compile, NativeStatements } from './types.js';
 const q = (name: string): string => quoteIdent('mssql', name);
 const s = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
 /** SQL users, Windows users and external (Entra) users; principal ids up to 4 are dbo, guest, INFORMATION_SCHEMA and sys. */
-const USER_TYPES = `dp.type in ('S', 'U', 'E') and dp.principal_id > 4`;
+export const USER_TYPES = `dp.type in ('S', 'U', 'E') and dp.principal_id > 4`;
 
 /**
  * Every database principal with the rule it breaks (`refused`), or null for
@@ -38,6 +38,12 @@ const CLASSIFIED = `with agent(principal_id) as (
       from sys.database_principals dp
   )`;
 
+/** The account rows of listAccounts (getAccount adds a condition on dp.name). */
+export const MSSQL_ACCOUNTS = `select dp.name as id, cast(dp.principal_id as nvarchar(20)) as uid, dp.type_desc as type, sp.name as login,
+                case when sp.is_disabled = 1 then 0 else 1 end as enabled, dp.default_schema_name as default_schema
+           from sys.database_principals dp left join sys.server_principals sp on sp.sid = dp.sid
+          where ${USER_TYPES}`;
+
 /**
  * SQL Server principals of the connected database. Accounts are database
  * users; `enabled` is their server login's state (`sys.server_principals.is_disabled`;
@@ -47,13 +53,7 @@ const CLASSIFIED = `with agent(principal_id) as (
  */
 export function mssqlStatements(compile: Compile): NativeStatements {
   return {
-    listAccounts: () =>
-      compile(
-        `select dp.name as id, cast(dp.principal_id as nvarchar(20)) as uid, dp.type_desc as type, sp.name as login,
-                case when sp.is_disabled = 1 then 0 else 1 end as enabled, dp.default_schema_name as default_schema
-           from sys.database_principals dp left join sys.server_principals sp on sp.sid = dp.sid
-          where ${USER_TYPES} order by dp.name`,
-      ),
+    listAccounts: () => compile(`${MSSQL_ACCOUNTS} order by dp.name`),
     account: (row) => ({
       id: String(row.id),
       uid: s(row.uid),

@@ -22,7 +22,7 @@
  * carry the server's collation, which does not mix with the tables' in `=`.
  */
 
-const ME = `me as (select substring_index(current_user(), '@', -1) as h,
+export const ME = `me as (select substring_index(current_user(), '@', -1) as h,
                 left(current_user(), char_length(current_user()) - char_length(substring_index(current_user(), '@', -1)) - 1) as u)`;
 
 /** MariaDB: roles are mysql.user rows with is_role = 'Y', ids are bare role names; grants live in mysql.roles_mapping. */
@@ -58,7 +58,7 @@ export const MARIADB_CLASSIFIED = `with recursive
       from mysql.user u
   )`;
 
-const MYSQL_GLOBAL_PRIVS = [
+export const MYSQL_GLOBAL_PRIVS = [
   'Select', 'Insert', 'Update', 'Delete', 'Create', 'Drop', 'Reload', 'Shutdown', 'Process', 'File', 'Grant', 'References',
   'Index', 'Alter', 'Show_db', 'Super', 'Create_tmp_table', 'Lock_tables', 'Execute', 'Repl_slave', 'Repl_client',
   'Create_view', 'Show_view', 'Create_routine', 'Alter_routine', 'Create_user', 'Event', 'Trigger', 'Create_tablespace',

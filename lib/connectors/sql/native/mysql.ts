@@ -6,11 +6,22 @@ import type { Compile, NativeStatements } from './types.js';
 // `binary`: MariaDB's mysql.user is a view whose computed columns (and json_value) carry the
 // server's collation, which does not mix with the connection's in '='; names compare exactly anyway.
 /** Accounts the server itself owns; listing or changing them is never an identity team's business. */
-const SYSTEM_USERS = `('mariadb.sys', 'mysql.sys', 'mysql.session', 'mysql.infoschema', '')`;
+export const SYSTEM_USERS = `('mariadb.sys', 'mysql.sys', 'mysql.session', 'mysql.infoschema', '')`;
 const account = (id: string): string => {
   const a = parseMysqlAccount(id);
   return `${mysqlString(a.user)}@${mysqlString(a.host)}`;
 };
+
+/** The account rows of listAccounts (getAccount adds a condition on u.User and u.Host). */
+export function mysqlAccounts(flavor: 'mariadb' | 'mysql'): string {
+  return flavor === 'mariadb'
+    ? `select u.User as user, u.Host as host, u.plugin as plugin,
+              coalesce(binary json_value(p.Priv, '$.account_locked'), '') not in ('1', 'true') as enabled
+         from mysql.user u left join mysql.global_priv p on p.User = u.User and p.Host = u.Host
+        where binary u.is_role = 'N' and binary u.User not in ${SYSTEM_USERS}`
+    : `select u.User as user, u.Host as host, u.plugin as plugin, u.account_locked <> 'Y' as enabled from mysql.user u
+        where u.User not in ${SYSTEM_USERS}`;
+}
 
 /**
  * MySQL and MariaDB principals. Account ids are `'user'@'host'` (see
@@ -26,16 +37,7 @@ export function mysqlStatements(compile: Compile, flavor: 'mariadb' | 'mysql'): 
   const maria = flavor === 'mariadb';
   const role = (id: string): string => (maria ? quoteIdent('mysql', id) : account(id));
   return {
-    listAccounts: () =>
-      compile(
-        maria
-          ? `select u.User as user, u.Host as host, u.plugin as plugin,
-                    coalesce(binary json_value(p.Priv, '$.account_locked'), '') not in ('1', 'true') as enabled
-               from mysql.user u left join mysql.global_priv p on p.User = u.User and p.Host = u.Host
-              where binary u.is_role = 'N' and binary u.User not in ${SYSTEM_USERS} order by u.User, u.Host`
-          : `select User as user, Host as host, plugin as plugin, account_locked <> 'Y' as enabled from mysql.user
-              where User not in ${SYSTEM_USERS} order by User, Host`,
-      ),
+    listAccounts: () => compile(`${mysqlAccounts(flavor)} order by u.User, u.Host`),
     account: (row) => ({
       id: formatMysqlAccount(String(row.user), String(row.host)),
       uid: null,

@@ -15,7 +15,7 @@ const s = (v: unknown): string | null => (v === null || v === undefined ? null :
  * or is itself a member (directly or not, any option) of any such role:
  * whoever is granted it could SET ROLE into, or administer, the other one.
  */
-const CLASSIFIED = `with recursive
+export const CLASSIFIED = `with recursive
   agent(oid) as (
     select oid from pg_roles where rolname in (session_user, current_user)
     union
@@ -45,6 +45,12 @@ const CLASSIFIED = `with recursive
       from pg_roles r
   )`;
 
+/** The account columns of listAccounts (and getAccount, which adds a condition): every role but `pg_*`. */
+export const PG_ACCOUNTS = `select r.rolname as id, r.oid::text as uid, r.rolcanlogin as enabled, r.rolsuper as superuser,
+                r.rolcreaterole as create_role, r.rolcreatedb as create_db, r.rolvaliduntil as valid_until,
+                r.rolconnlimit as connection_limit
+           from pg_roles r where left(r.rolname, 3) <> 'pg_'`;
+
 /**
  * PostgreSQL principals (pg_roles). Accounts are all roles except the
  * predefined `pg_*` ones, whether or not they can log in, so that a disabled
@@ -57,13 +63,7 @@ const CLASSIFIED = `with recursive
  */
 export function postgresStatements(compile: Compile): NativeStatements {
   return {
-    listAccounts: () =>
-      compile(
-        `select r.rolname as id, r.oid::text as uid, r.rolcanlogin as enabled, r.rolsuper as superuser,
-                r.rolcreaterole as create_role, r.rolcreatedb as create_db, r.rolvaliduntil as valid_until,
-                r.rolconnlimit as connection_limit
-           from pg_roles r where left(r.rolname, 3) <> 'pg_' order by r.rolname`,
-      ),
+    listAccounts: () => compile(`${PG_ACCOUNTS} order by r.rolname`),
     account: (row) => ({
       id: String(row.id),
       uid: s(row.uid),
