@@ -62,8 +62,10 @@ describe('agent against an in-process integration-proxy', () => {
     const ids = await proxy.enqueueMany(Array.from({ length: 6 }, () => ({ type: 'ping', payload: { delayMs: 300 } })));
     const agent = await startAgent(testAgentConfig(proxy, { concurrency: 8 }));
     await Promise.all(ids.map((id) => proxy.done(id)));
-    expect(agent.stats().requests['/agent/results']).toBe(1);
-    expect(agent.stats().resultCalls).toBe(1);
+    // Six results in fewer calls than results: they were coalesced. The exact window (one call per
+    // coalesceMs) is pinned on a FakeClock in reporter.test.ts; here real timers may straddle it.
+    expect(agent.stats().resultCalls).toBeLessThan(ids.length);
+    expect(agent.stats().requests['/agent/results']).toBe(agent.stats().resultCalls);
   });
 
   it('writes output pages in order and returns the record count', async () => {
