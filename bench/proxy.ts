@@ -38,7 +38,12 @@ const here = new URL('.', import.meta.url).pathname;
 const proxyJs = resolve(here, '../bin/integration-proxy.js');
 const dir = mkdtempSync(join(tmpdir(), 'outpost-bench-'));
 const ADMIN = 'adm-bench-0123456789abcdef';
-const env = { PATH: process.env.PATH ?? '', PROXY_STORE: `sqlite:${join(dir, 'bench.db')}`, PROXY_ADMIN_TOKEN: ADMIN, PROXY_PORT: '0', PROXY_LOG_LEVEL: 'info' };
+// The parked polls come from one token of their own pool (`idle`): the per-pool quotas are raised to fit them.
+const env = {
+  PATH: process.env.PATH ?? '', PROXY_STORE: `sqlite:${join(dir, 'bench.db')}`, PROXY_ADMIN_TOKEN: ADMIN, PROXY_PORT: '0', PROXY_LOG_LEVEL: 'info',
+  PROXY_QUOTA_PARKED_POLLS_PER_POOL: String(PARKED + 100), PROXY_QUOTA_AGENTS_PER_POOL: String(PARKED + 100),
+  PROXY_QUOTA_REQUESTS_PER_TOKEN: String(Math.max(3000, PARKED * 2)), PROXY_MAX_WAIT_MS: '120000',
+};
 
 const agent = new Agent({ keepAlive: true, maxSockets: PARKED + 64 });
 let base = '';
@@ -89,9 +94,34 @@ function rssMb(pid: number): number {
 
 let proxyPid: number | undefined;
 
+/** The proxy's own count of parked polls (`outpost_proxy_parked_polls` on /metrics). */
+function parkedNow(): Promise<number> {
+  return new Promise((res, rej) => {
+    const req = request(base + '/metrics', { agent, headers: { authorization: `Bearer ${ADMIN}` } });
+    req.on('response', (r) => {
+      let text = '';
+      r.on('data', (c: Buffer) => (text += c.toString()));
+      r.on('end', () => res(Number(/^outpost_proxy_parked_polls (\d+)/m.exec(text)?.[1] ?? NaN)));
+    });
+    req.on('error', rej);
+    req.end();
+  });
+}
+
+/** Waits (up to 60 s) until the proxy holds at least `n` parked polls. */
+async function waitParked(n: number, answered: () => number): Promise<void> {
+  const end = Date.now() + 60_000;
+  while ((await parkedNow()) + answered() < n) {
+    if (Date.now() > end) throw new Error(`only ${await parkedNow()} of ${n} polls parked`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 async function main(): Promise<void> {
   const tok = spawnSync(process.execPath, [proxyJs, 'token', 'create', '--pool', 'bench'], { env, encoding: 'utf8' });
   const token = tok.stdout.trim().split('\n').at(-1)!;
+  const idleTok = spawnSync(process.execPath, [proxyJs, 'token', 'create', '--pool', 'idle'], { env, encoding: 'utf8' });
+  const idleToken = idleTok.stdout.trim().split('\n').at(-1)!;
   const nodeArgs = values['node-args'].split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, proxyJs, 'start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   base = await new Promise<string>((res, rej) => {
@@ -108,42 +138,45 @@ async function main(): Promise<void> {
   console.log(`RSS idle: ${rssMb(child.pid!).toFixed(1)} MB`);
 
   // 1. Wake-up latency: one idle parked poll; time from sending the enqueue to receiving the lease answer.
-  const wake: number[] = [];
-  const rtt: number[] = [];
-  const afterAck: number[] = [];
-  for (let i = 0; i < WAKEUPS + 20; i++) {
-    const parked = lease(token, 'waker', 1, 30_000);
-    await new Promise((r) => setTimeout(r, 5));
-    const t0 = process.hrtime.bigint();
-    const enq = call('POST', '/v1/jobs', ADMIN, { pool: 'bench', type: 'ping' });
-    let t2 = 0n;
-    void enq.then(() => (t2 = process.hrtime.bigint()));
-    const got = await parked;
-    const t1 = process.hrtime.bigint();
-    await enq;
-    const job = got.body.jobs[0];
-    await call('POST', '/v1/agent/results', token, { agentId: 'waker', results: [{ jobId: job.id, leaseToken: job.leaseToken, outcome: 'succeeded', result: {} }] });
-    if (i >= 20) {
-      wake.push(Number(t1 - t0) / 1e6);
-      rtt.push(Number(t2 - t0) / 1e6);
-      afterAck.push(Math.max(0, Number(t1 - t2) / 1e6));
+  const measureWake = async (label: string): Promise<void> => {
+    const wake: number[] = [];
+    const rtt: number[] = [];
+    const afterAck: number[] = [];
+    for (let i = 0; i < WAKEUPS + 20; i++) {
+      const parked = lease(token, 'waker', 1, 30_000);
+      await new Promise((r) => setTimeout(r, 5));
+      const t0 = process.hrtime.bigint();
+      const enq = call('POST', '/v1/jobs', ADMIN, { pool: 'bench', type: 'ping' });
+      let t2 = 0n;
+      void enq.then(() => (t2 = process.hrtime.bigint()));
+      const got = await parked;
+      const t1 = process.hrtime.bigint();
+      await enq;
+      const job = got.body.jobs[0];
+      await call('POST', '/v1/agent/results', token, { agentId: 'waker', results: [{ jobId: job.id, leaseToken: job.leaseToken, outcome: 'succeeded', result: {} }] });
+      if (i >= 20) {
+        wake.push(Number(t1 - t0) / 1e6);
+        rtt.push(Number(t2 - t0) / 1e6);
+        afterAck.push(Math.max(0, Number(t1 - t2) / 1e6));
+      }
     }
-  }
-  // The floor of any answer on this machine: an idle round trip that touches neither store nor waiters.
-  const floor: number[] = [];
-  for (let i = 0; i < WAKEUPS; i++) {
-    await new Promise((r) => setTimeout(r, 5));
-    const t0 = process.hrtime.bigint();
-    await call('GET', '/healthz', token);
-    floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  for (const xs of [wake, rtt, afterAck, floor]) xs.sort((a, b) => a - b);
-  const f = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms`;
-  console.log(`wake-up, ${WAKEUPS} samples of an idle parked poll:`);
-  console.log(`  enqueue sent → lease answer received: ${f(wake)}`);
-  console.log(`  enqueue acknowledged → lease answer received: ${f(afterAck)}`);
-  console.log(`  (enqueue round trip alone: ${f(rtt)})`);
-  console.log(`  (GET /healthz round trip after the same 5 ms idle, the machine's floor: ${f(floor)})`);
+    // The floor of any answer on this machine: an idle round trip that touches neither store nor waiters.
+    const floor: number[] = [];
+    for (let i = 0; i < WAKEUPS; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      const t0 = process.hrtime.bigint();
+      await call('GET', '/healthz', token);
+      floor.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    for (const xs of [wake, rtt, afterAck, floor]) xs.sort((a, b) => a - b);
+    const f = (xs: number[]) => `p50 ${pct(xs, 50).toFixed(2)} ms, p99 ${pct(xs, 99).toFixed(2)} ms`;
+    console.log(`wake-up${label}, ${WAKEUPS} samples of an idle parked poll:`);
+    console.log(`  enqueue sent → lease answer received: ${f(wake)}`);
+    console.log(`  enqueue acknowledged → lease answer received: ${f(afterAck)}`);
+    console.log(`  (enqueue round trip alone: ${f(rtt)})`);
+    console.log(`  (GET /healthz round trip after the same 5 ms idle, the machine's floor: ${f(floor)})`);
+  };
+  await measureWake('');
 
   // 2. Throughput: JOBS queued in batches of 1 000, then POLLERS concurrent pollers (max MAX), results batched per lease answer.
   for (let n = 0; n < JOBS; n += 1000) {
@@ -175,10 +208,32 @@ async function main(): Promise<void> {
   const usPerJob = (s: number) => ((s * 1e6) / Math.max(done, 1)).toFixed(1);
   console.log(`  proxy CPU per job: ${usPerJob(cpu)} µs (user ${usPerJob(times1.user - times0.user)} µs, system ${usPerJob(times1.sys - times0.sys)} µs)`);
 
-  // 3. Memory: PARKED idle polls held open.
-  const polls = Array.from({ length: PARKED }, (_, i) => lease(token, `idle-${i}`, 1, 30_000));
-  await new Promise((r) => setTimeout(r, 3000));
-  console.log(`RSS with ${PARKED} parked polls: ${rssMb(child.pid!).toFixed(1)} MB`);
+  // 3. Memory: PARKED idle polls of another pool held open (opened 500 at a time), then the wake-up again beside them.
+  const rssBefore = rssMb(child.pid!);
+  const polls: Array<ReturnType<typeof lease>> = [];
+  // Polls answered before the stop (refused, or a connection error): counted and reported, not waited for.
+  const early = new Map<string, number>();
+  let stopping = false;
+  const note = (k: string) => !stopping && early.set(k, (early.get(k) ?? 0) + 1);
+  for (let i = 0; i < PARKED; i++) {
+    polls.push(
+      lease(idleToken, `idle-${i}`, 1, 110_000).then(
+        (r) => (note(String(r.status)), r),
+        (err: NodeJS.ErrnoException) => (note(err.code ?? 'error'), { status: 0, body: { jobs: [] } }),
+      ),
+    );
+    if (i % 500 === 499) await new Promise((r) => setTimeout(r, 50));
+  }
+  const earlyCount = () => [...early.values()].reduce((a, b) => a + b, 0);
+  await waitParked(PARKED, earlyCount);
+  await new Promise((r) => setTimeout(r, 2000));
+  const rssParked = rssMb(child.pid!);
+  const held = await parkedNow();
+  if (early.size) console.log(`polls answered before the stop (not parked): ${JSON.stringify(Object.fromEntries(early))}`);
+  console.log(`RSS with ${held} parked polls: ${rssParked.toFixed(1)} MB (${(((rssParked - rssBefore) * 1024) / held).toFixed(1)} KB per poll over the ${rssBefore.toFixed(1)} MB before)`);
+  await measureWake(` beside ${PARKED} parked polls`);
+  console.log(`RSS after the wake-ups: ${rssMb(child.pid!).toFixed(1)} MB`);
+  stopping = true;
   child.kill('SIGTERM');
   const answered = await Promise.all(polls);
   console.log(`stop answered ${answered.filter((a) => a.status === 200 && a.body.jobs.length === 0).length}/${PARKED} parked polls with {jobs: []}`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createLogger } from '../lib/log/index.js';
 import { registerSecret } from '../lib/util/redact.js';
 import { LogThrottle } from '../lib/log/throttle.js';
-import { FakeClock } from '../lib/util/clock.js';
+import { FakeClock } from './fixtures/fake-clock.js';
 import { loadAgentConfig } from '../lib/config/agent.js';
 import { loadProxyConfig } from '../lib/config/proxy.js';
 

@@ -6,7 +6,7 @@ import { getProxyForUrl } from 'proxy-from-env';
 import type { AgentConfig } from '../config/agent.js';
 import type { Connector } from '../connectors/types.js';
 import { createLogger } from '../log/index.js';
-import { systemClock } from '../util/clock.js';
+import { systemClock, timeoutSignal } from '../util/clock.js';
 import { OutpostError, toWireError } from '../util/errors.js';
 import { buildResourceConnectors, type AgentDeps } from './agent.js';
 import { ProxyApi } from './api.js';
@@ -59,14 +59,16 @@ export async function checkAgent(config: AgentConfig, deps: AgentDeps = {}, time
   const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, callTimeoutMs: timeoutMs });
   const route = transport.routeLabel(config.proxy.url);
   const t0 = clock.monotonicMs();
+  const heartbeatTimeout = timeoutSignal(clock, timeoutMs, 'the heartbeat');
   try {
-    await api.heartbeat({ agentId: config.agentId, leases: [] }, AbortSignal.timeout(timeoutMs));
+    await api.heartbeat({ agentId: config.agentId, leases: [] }, heartbeatTimeout.signal);
     rows.push({ target: `proxy ${config.proxy.url}`, ok: true, level: 'ok', latencyMs: since(t0), detail: `reachable, token accepted${route}` });
   } catch (err) {
     const latencyMs = since(t0);
     const { detail, hint } = await diagnoseProxy(config, err, forwardProxyOf(config.proxy.url, deps.env), timeoutMs);
     rows.push({ target: `proxy ${config.proxy.url}`, ok: false, level: 'fail', latencyMs, detail: `${detail}${route}`, hint });
   } finally {
+    heartbeatTimeout.clear();
     transport.destroy();
   }
   let connectors = new Map<string, Connector>();
@@ -80,14 +82,17 @@ export async function checkAgent(config: AgentConfig, deps: AgentDeps = {}, time
   }
   for (const [name, c] of connectors) {
     const s0 = clock.monotonicMs();
+    const checkTimeout = timeoutSignal(clock, timeoutMs, `checking resource ${name}`);
     try {
-      const ctx = { signal: AbortSignal.timeout(timeoutMs), log, writePage: async () => {} };
+      const ctx = { signal: checkTimeout.signal, log, writePage: async () => {} };
       const r = await c.checkResource({}, ctx);
       if (!r.ok) throw new OutpostError('unreachable', JSON.stringify(r.details).slice(0, 300));
       rows.push({ target: `resource ${name} (${c.kind})`, ok: true, level: 'ok', latencyMs: since(s0), detail: 'ok' });
     } catch (err) {
       const w = toWireError(err);
       rows.push({ target: `resource ${name} (${c.kind})`, ok: false, level: 'fail', latencyMs: since(s0), detail: `${w.code}: ${w.message}`, hint: resourceHint(w.code, name) });
+    } finally {
+      checkTimeout.clear();
     }
   }
   await closeConnectors(connectors, () => undefined);

@@ -1,6 +1,6 @@
 import type { Logger } from '../log/index.js';
 import { Backoff, PROXY_BACKOFF } from '../util/backoff.js';
-import { OutpostError } from '../util/errors.js';
+import { coerceError } from '../util/errors.js';
 import { isConnectionCut } from './api.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -107,7 +107,7 @@ export class PollPolicy {
 
   /** A poll failed after `heldMs`: classifies the failure, logs it, and says how long to wait. */
   failed(err: unknown, heldMs: number): PollFailure {
-    const e = err instanceof OutpostError ? err : new OutpostError('internal', String(err));
+    const e = coerceError(err);
     if (heldMs >= this.minCutHoldMs && isConnectionCut(e)) {
       this.deps.metrics?.polls.inc({ outcome: 'cut' });
       this.deps.log.debug('long poll cut by the network; polling again', { heldMs: Math.round(heldMs), error: e.message });

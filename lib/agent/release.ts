@@ -1,8 +1,9 @@
 import type { Logger } from '../log/index.js';
 import type { LeaseRef, ReleaseRequest, ReleaseResponse } from '../protocol/schemas.js';
 import { Backoff } from '../util/backoff.js';
-import { sleep, timeoutSignal, type Clock } from '../util/clock.js';
+import { timeoutSignal, type Clock } from '../util/clock.js';
 import { toWireError } from '../util/errors.js';
+import { retry } from '../util/retry.js';
 
 /** The part of the protocol client the release uses. */
 export interface ReleaseApi {
@@ -42,39 +43,48 @@ export async function releaseLeases(
   try {
     for (let i = 0; i < leases.length; i += 1000) {
       const chunk = leases.slice(i, i + 1000);
-      for (let attempt = 1; ; attempt++) {
-        const attemptTimeout = timeoutSignal(clock, opts.attemptTimeoutMs ?? 2000, 'the release call');
-        try {
-          const res = await deps.api.release({ agentId: opts.agentId, leases: chunk }, AbortSignal.any([signal, attemptTimeout.signal]));
-          const n = res.leases.filter((l) => l.status === 'released').length;
-          released += n;
-          log.info('released unfinished jobs', { jobs: chunk.length, released: n, attempt });
-          backoff.reset();
-          break;
-        } catch (err) {
+      let tried = 0;
+      let logged = 0;
+      try {
+        const n = await retry(
+          async (attempt) => {
+            tried = attempt;
+            const attemptTimeout = timeoutSignal(clock, opts.attemptTimeoutMs ?? 2000, 'the release call');
+            try {
+              const res = await deps.api.release({ agentId: opts.agentId, leases: chunk }, AbortSignal.any([signal, attemptTimeout.signal]));
+              const n = res.leases.filter((l) => l.status === 'released').length;
+              log.info('released unfinished jobs', { jobs: chunk.length, released: n, attempt });
+              return n;
+            } finally {
+              attemptTimeout.clear();
+            }
+          },
+          {
+            clock,
+            backoff,
+            signal,
+            // Any failure is worth another try while the window lasts: the alternative is a spent attempt.
+            shouldRetry: () => true,
+            // A Retry-After beyond the window only means "not in time": wait for the window's end, never overflow a timer.
+            maxDelayMs: windowMs,
+            onRetry: (e, retryInMs, attempt) => {
+              logged = attempt;
+              log.warn('release failed', { code: e.code, error: e.message, attempt, jobs: chunk.length, retryInMs });
+            },
+          },
+        );
+        released += n;
+      } catch (err) {
+        // The window ended: during a call (said once here) or during a wait (already said). The rest expires after its TTL.
+        if (logged < tried) {
           const e = toWireError(err);
-          // A Retry-After beyond the window only means "not in time": wait for the window's end, never overflow a timer.
-          const retryInMs = signal.aborted ? undefined : Math.min(backoff.next(toRetryAfter(err)), windowMs);
-          // Not released yet: retried until the window ends; after that the leases expire after their TTL.
-          log.warn('release failed', { code: e.code, error: e.message, attempt, jobs: chunk.length, retryInMs });
-          if (retryInMs === undefined) return released;
-          try {
-            await sleep(clock, retryInMs, signal);
-          } catch {
-            return released;
-          }
-        } finally {
-          attemptTimeout.clear();
+          log.warn('release failed', { code: e.code, error: e.message, attempt: tried, jobs: chunk.length, retryInMs: undefined });
         }
+        return released;
       }
     }
     return released;
   } finally {
     window.clear();
   }
-}
-
-function toRetryAfter(err: unknown): number | undefined {
-  const ms = (err as { retryAfterMs?: unknown }).retryAfterMs;
-  return typeof ms === 'number' ? ms : undefined;
 }

@@ -2,7 +2,7 @@ import type { Logger } from '../log/index.js';
 import type { ResultItem, ResultsRequest, ResultsResponse } from '../protocol/schemas.js';
 import { Backoff } from '../util/backoff.js';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
-import { OutpostError } from '../util/errors.js';
+import { OutpostError, coerceError } from '../util/errors.js';
 import type { Lease } from './lease.js';
 import type { AgentMetrics } from './metrics.js';
 
@@ -150,7 +150,7 @@ export class ResultReporter {
         if (!wasSingles) return;
       } catch (err) {
         if (signal.aborted) return;
-        const e = err instanceof OutpostError ? err : new OutpostError('internal', String(err));
+        const e = coerceError(err);
         if (!e.retryable && e.code !== 'unauthorized' && this.reject(batch, e)) continue;
         const delayMs = this.backoff.next(e.retryAfterMs);
         this.deps.metrics?.backoffs.inc({ call: 'results' });

@@ -2,8 +2,9 @@ import type { OperationContext } from '../connectors/types.js';
 import type { Logger } from '../log/index.js';
 import type { LeasedJob, OutputRequest, OutputResponse, ResultItem } from '../protocol/schemas.js';
 import { Backoff } from '../util/backoff.js';
-import { sleep, type Clock } from '../util/clock.js';
-import { OutpostError, coerceError, toWireError } from '../util/errors.js';
+import type { Clock } from '../util/clock.js';
+import { retry } from '../util/retry.js';
+import { coerceError, toWireError } from '../util/errors.js';
 import type { Dispatch } from './dispatch.js';
 import type { Lease } from './lease.js';
 import type { LeaseKeeper } from './leases.js';
@@ -67,7 +68,7 @@ export class JobRunner {
     };
     const startedAtMs = clock.monotonicMs();
     // winston formats (and redacts) a line before its level is checked: skip the work when debug is off.
-    const debug = this.deps.log.isDebugEnabled();
+    const debug = this.deps.log.enabled('debug');
     metrics?.inFlight.inc();
     let outcome = 'stopped';
     if (debug) jobLog().debug('job started');
@@ -127,32 +128,40 @@ export class JobRunner {
     let seq = 0;
     const backoff = new Backoff();
     const send = async (page: unknown[]): Promise<void> => {
-      for (;;) {
-        lease.assertLive();
-        try {
-          await this.deps.api.output(job.id, { leaseToken: job.leaseToken, seq, records: page }, lease.signal);
-          backoff.reset();
-          seq++;
-          return;
-        } catch (err) {
-          if (lease.stopReason) throw lease.signal.reason;
-          const e = coerceError(err);
-          if (e.code === 'lease_lost') {
-            lease.stop('lost');
-            throw lease.signal.reason;
-          }
-          if (e.code === 'too_large' && page.length > 1) {
-            const half = Math.ceil(page.length / 2);
-            await send(page.slice(0, half));
-            await send(page.slice(half));
-            return;
-          }
-          if (!e.retryable && e.code !== 'unauthorized') throw e;
-          const delayMs = backoff.next(e.retryAfterMs);
-          this.deps.metrics?.backoffs.inc({ call: 'output' });
-          log().warn('writing an output page failed; retrying', { seq, code: e.code, error: e.message, retryInMs: delayMs });
-          await sleep(this.deps.clock, delayMs, lease.signal);
+      try {
+        await retry(
+          async () => {
+            lease.assertLive();
+            await this.deps.api.output(job.id, { leaseToken: job.leaseToken, seq, records: page }, lease.signal);
+          },
+          {
+            clock: this.deps.clock,
+            backoff,
+            signal: lease.signal,
+            // Lost, stopped and splittable pages are handled below, not retried; 401 may be a token being rotated.
+            shouldRetry: (e) => !lease.stopReason && e.code !== 'lease_lost' && !(e.code === 'too_large' && page.length > 1) && (e.retryable || e.code === 'unauthorized'),
+            onRetry: (e, delayMs) => {
+              this.deps.metrics?.backoffs.inc({ call: 'output' });
+              log().warn('writing an output page failed; retrying', { seq, code: e.code, error: e.message, retryInMs: delayMs });
+            },
+          },
+        );
+        seq++;
+      } catch (err) {
+        // Stopped, or no longer held (assertLive's own error): nothing more goes out.
+        if (lease.stopReason || !lease.held) throw lease.signal.reason ?? err;
+        const e = coerceError(err);
+        if (e.code === 'lease_lost') {
+          lease.stop('lost');
+          throw lease.signal.reason;
         }
+        if (e.code === 'too_large' && page.length > 1) {
+          const half = Math.ceil(page.length / 2);
+          await send(page.slice(0, half));
+          await send(page.slice(half));
+          return;
+        }
+        throw e;
       }
     };
     return async (records) => {

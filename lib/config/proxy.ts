@@ -20,7 +20,11 @@ export interface ProxyConfig {
   maxWaitMs: number;
   /** An agent is online while seen within this window. Default 90 000 ms (env PROXY_PRESENCE_MS). */
   presenceMs: number;
-  /** How often expired leases are returned to the queue. Default 5 000 ms (env PROXY_REAPER_INTERVAL_MS). */
+  /**
+   * Backstop period of lease expiry: each replica expires leases at their deadline (one timer at the
+   * earliest), and this periodic pass also catches leases claimed or renewed on other replicas.
+   * Default 5 000 ms (env PROXY_REAPER_INTERVAL_MS).
+   */
   reaperIntervalMs: number;
   /** HTTPS when both files are set (env PROXY_TLS_CERT_FILE, PROXY_TLS_KEY_FILE). Default null (HTTP). */
   tls: { certFile: string | null; keyFile: string | null };
@@ -128,7 +132,7 @@ const schema: convict.Schema<ProxyConfig> = {
   maxWaitMs: { doc: 'Long-poll cap', format: positiveInt('maxWaitMs'), default: 30_000, env: 'PROXY_MAX_WAIT_MS' },
   presenceMs: { doc: 'Presence window', format: positiveInt('presenceMs'), default: 90_000, env: 'PROXY_PRESENCE_MS' },
   reaperIntervalMs: {
-    doc: 'Reaper period',
+    doc: 'Backstop period of lease expiry (expiry itself runs at each lease deadline)',
     format: positiveInt('reaperIntervalMs'),
     default: 5_000,
     env: 'PROXY_REAPER_INTERVAL_MS',

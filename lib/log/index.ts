@@ -1,4 +1,4 @@
-import { createLogger as createWinston, format, transports, type Logger } from 'winston';
+import { createLogger as createWinston, format, transports, type Logger as WinstonLogger } from 'winston';
 import Transport from 'winston-transport';
 import { redactDeep } from '../util/redact.js';
 import { RotatingFile } from './file.js';
@@ -7,7 +7,66 @@ const LEVEL = Symbol.for('level');
 /** winston's formatted line on an info object (triple-beam's MESSAGE). */
 const MESSAGE = Symbol.for('message');
 
-export type { Logger } from 'winston';
+/** The levels Outpost logs at, most severe first. */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/**
+ * What every module logs through: four levels, children with extra fields,
+ * and a level check for lines that cost work to build. Modules type against
+ * this, not winston's class, so a test or an embedder may pass any logger of
+ * this shape; `createLogger` gives the winston-based one.
+ */
+export interface Logger {
+  error(message: string, meta?: Record<string, unknown>): void;
+  warn(message: string, meta?: Record<string, unknown>): void;
+  info(message: string, meta?: Record<string, unknown>): void;
+  debug(message: string, meta?: Record<string, unknown>): void;
+  /** A logger adding `meta` to every line (`log.child({ jobId })`); it keeps the parent's outputs, level and redaction. */
+  child(meta: Record<string, unknown>): Logger;
+  /** Whether a line at `level` would be written: skip building costly fields when it would not. */
+  enabled(level: LogLevel): boolean;
+}
+
+/** The process logger: a Logger whose outputs can be closed (files flushed) at exit. */
+export interface ProcessLogger extends Logger {
+  /** Ends the outputs (the log file is flushed and closed). */
+  close(): void;
+}
+
+/** A winston logger as a Logger (`createLogger` uses it; an embedder may wrap its own winston logger). */
+export function fromWinston(w: WinstonLogger): ProcessLogger {
+  return new WinstonAdapter(w);
+}
+
+class WinstonAdapter implements ProcessLogger {
+  constructor(private readonly w: WinstonLogger) {}
+  // Without meta, winston is called with the message alone: an `undefined` splat would ride on the line.
+  error(message: string, meta?: Record<string, unknown>): void {
+    if (meta === undefined) this.w.error(message);
+    else this.w.error(message, meta);
+  }
+  warn(message: string, meta?: Record<string, unknown>): void {
+    if (meta === undefined) this.w.warn(message);
+    else this.w.warn(message, meta);
+  }
+  info(message: string, meta?: Record<string, unknown>): void {
+    if (meta === undefined) this.w.info(message);
+    else this.w.info(message, meta);
+  }
+  debug(message: string, meta?: Record<string, unknown>): void {
+    if (meta === undefined) this.w.debug(message);
+    else this.w.debug(message, meta);
+  }
+  child(meta: Record<string, unknown>): Logger {
+    return new WinstonAdapter(this.w.child(meta));
+  }
+  enabled(level: LogLevel): boolean {
+    return this.w.isLevelEnabled(level);
+  }
+  close(): void {
+    this.w.close();
+  }
+}
 
 /** Logger options (from the `log` slice of agent or proxy config). */
 export interface LogOptions {
@@ -58,7 +117,7 @@ const redactFormat = format((info) => {
  * the newest lines are always in `opts.file`, older ones in `name1.ext`,
  * `name2.ext` …, as winston's tailable File transport names them).
  */
-export function createLogger(opts: LogOptions = {}): Logger {
+export function createLogger(opts: LogOptions = {}): ProcessLogger {
   // winston runs the whole format chain before the transports drop a line
   // below their level; dropping it first keeps debug calls on hot paths cheap.
   const levelGate = format((info) => (logger.isLevelEnabled(String((info as unknown as Record<symbol, unknown>)[LEVEL] ?? info.level)) ? info : false));
@@ -78,7 +137,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
       }),
     );
   }
-  const logger: Logger = createWinston({
+  const logger: WinstonLogger = createWinston({
     level: opts.level ?? 'info',
     format: shared,
     defaultMeta: opts.defaultMeta,
@@ -93,7 +152,7 @@ export function createLogger(opts: LogOptions = {}): Logger {
     const output = transport instanceof RotatingFile ? 'log.file (lines dropped; tried again every 10 s)' : 'console';
     outputs[0]?.write(`${JSON.stringify({ level: 'error', message: 'a log output failed', output, code: err.code ?? 'error' })}\n`);
   });
-  return logger;
+  return fromWinston(logger);
 }
 
 /**
@@ -148,5 +207,5 @@ function prettyLine(info: Record<string, unknown>): string {
 
 /** A logger that drops everything, for unit tests that do not look at logs. */
 export function silentLogger(): Logger {
-  return createWinston({ silent: true, transports: [new transports.Console({ silent: true })] });
+  return fromWinston(createWinston({ silent: true, transports: [new transports.Console({ silent: true })] }));
 }

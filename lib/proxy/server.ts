@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import knexPkg from 'knex';
 import pg from 'pg';
 import type { ProxyConfig } from '../config/proxy.js';
-import { systemClock, type Clock, type TimerHandle } from '../util/clock.js';
+import { systemClock, type Clock } from '../util/clock.js';
 import { OutpostError } from '../util/errors.js';
 import type { LifecycleState } from '../util/lifecycle.js';
 import { createLogger, type Logger } from '../log/index.js';
@@ -33,6 +33,7 @@ import type { QuotaName } from './store/jobs.js';
 import { Sweeper } from './sweeper.js';
 import { PresenceLog } from './presence-log.js';
 import { registerRateLimit } from './http/rate-limit.js';
+import { LeaseExpiry } from './expiry.js';
 
 /** The reference integration-proxy (DESIGN "integration-proxy"). */
 export interface ProxyServer {
@@ -81,9 +82,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
   let stores: ReturnType<typeof buildStores> | undefined;
   let app: FastifyInstance | undefined;
   let listener: ReplicaListener | undefined;
-  let reaperTimer: TimerHandle | undefined;
   let stopping: Promise<void> | undefined;
-  let reaping: Promise<unknown> = Promise.resolve();
 
   const watch = new JobWatch({ clock });
   const waiters = new Waiters(
@@ -115,7 +114,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
 
   function buildStores(d: Db) {
     return {
-      leases: new LeaseStore({ leaseTtlMs: config.leaseTtlMs }, { db: d, clock, events, replicaId }),
+      leases: new LeaseStore({ leaseTtlMs: config.leaseTtlMs }, { db: d, clock, events, replicaId, onDeadline: (atMs) => expiry.deadline(atMs) }),
       jobs: new JobStore({
         db: d, clock, events, replicaId, onQuota, queueTimeoutMs: config.queueTimeoutMs,
         queued: new QueuedQuota({ limit: quotas.queuedJobsPerPool }, { db: d, clock }),
@@ -142,23 +141,24 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     return stores;
   }
 
-  function scheduleReaper(): void {
-    reaperTimer = clock.setTimeout(() => {
-      const s = stores;
-      if (!s || state !== 'running') return;
-      reaping = s.leases
-        .reap((expired) => {
+  // Leases expire at their deadline (one timer at the earliest), the reaper period is the backstop.
+  const expiry = new LeaseExpiry(
+    { backstopMs: config.reaperIntervalMs },
+    {
+      clock, log,
+      reap: async () => {
+        if (!stores || state !== 'running') return 0;
+        const n = await stores.leases.reap((expired) => {
           // One line per expiry (which job, which agent, which attempt), bounded per pass.
           for (const e of expired.slice(0, MAX_EXPIRY_LINES)) log.info('lease expired', { ...e, outcome: e.requeued ? 'requeued' : 'failed' });
           if (expired.length > MAX_EXPIRY_LINES) log.info('more leases expired', { count: expired.length - MAX_EXPIRY_LINES });
-        })
-        .then((n) => {
-          if (n) metrics.expiries.inc(n);
-        })
-        .catch((err: unknown) => log.error('reaper failed', { err }))
-        .finally(() => state === 'running' && scheduleReaper());
-    }, config.reaperIntervalMs);
-  }
+        });
+        if (n) metrics.expiries.inc(n);
+        return n;
+      },
+      nextExpiryAt: () => (stores && state === 'running' ? stores.leases.nextExpiryAt() : Promise.resolve(null)),
+    },
+  );
 
   async function start(): Promise<void> {
     if (state !== 'idle') throw new OutpostError('conflict', `cannot start a proxy that is ${state}`);
@@ -216,7 +216,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       url = `${tls ? 'https' : 'http'}://${host}:${port}`;
       state = 'running';
       waiters.start();
-      scheduleReaper();
+      expiry.start();
       sweeper = new Sweeper(retention, {
         clock, log,
         expireQueued: async (batch) => {
@@ -245,10 +245,9 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     state = 'draining';
     waiters.stop();
     watch.stop();
-    if (reaperTimer) clock.clearTimeout(reaperTimer);
     await sweeper?.stop();
     await presenceLog?.stop();
-    await reaping;
+    await expiry.stop();
     await app?.close().catch((err: unknown) => log.warn('closing the HTTP server failed', { err }));
     await listener?.stop();
     await db?.knex.destroy().catch((err: unknown) => log.warn('closing the store failed', { err }));

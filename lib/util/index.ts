@@ -4,3 +4,4 @@ export * from './clock.js';
 export * from './backoff.js';
 export * from './abort.js';
 export * from './lifecycle.js';
+export * from './retry.js';

@@ -6,7 +6,7 @@ import { createAgent } from '../../lib/agent/agent.js';
 import { buildConnectors } from '../../lib/agent/connectors.js';
 import type { AgentConfig } from '../../lib/config/agent.js';
 import { silentLogger } from '../../lib/log/index.js';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { buildDist } from '../fixtures/processes.js';
 import { fakeConnectorKinds } from './fake-connector.js';
 

@@ -3,7 +3,7 @@ import { createDispatcher } from '../../lib/agent/dispatch.js';
 import { buildConnectors } from '../../lib/agent/connectors.js';
 import type { OperationContext } from '../../lib/connectors/types.js';
 import { silentLogger } from '../../lib/log/index.js';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { OutpostError } from '../../lib/util/errors.js';
 import { fakeConnectorKinds } from './fake-connector.js';
 

@@ -2,7 +2,7 @@ import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { freePort, waitFor } from '../fixtures/net.js';
 import { fakeConnectorKinds, type FakeState } from './fake-connector.js';
 import { captureLogger, startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';

@@ -1,7 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { Lease, leaseOriginMs, type StopReason } from '../../lib/agent/lease.js';
 import type { LeasedJob } from '../../lib/protocol/schemas.js';
-import { FakeClock, systemClock } from '../../lib/util/clock.js';
+import { systemClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import type { OutpostError } from '../../lib/util/errors.js';
 
 function job(extra: Partial<LeasedJob> = {}): LeasedJob {

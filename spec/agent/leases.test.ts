@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { LeaseKeeper, fenceMarginMs, type HeartbeatApi } from '../../lib/agent/leases.js';
 import { silentLogger } from '../../lib/log/index.js';
 import type { HeartbeatResponse, LeasedJob, LeaseRef } from '../../lib/protocol/schemas.js';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { OutpostError } from '../../lib/util/errors.js';
 
 function job(id: string, leaseTtlMs = 30_000): LeasedJob {

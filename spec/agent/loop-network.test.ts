@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { LeaseLoop } from '../../lib/agent/loop.js';
 import { silentLogger } from '../../lib/log/index.js';
 import type { Backoff } from '../../lib/util/backoff.js';
-import { FakeClock, flushMicrotasks } from '../../lib/util/clock.js';
+import { FakeClock, flushMicrotasks } from '../fixtures/fake-clock.js';
 import { OutpostError } from '../../lib/util/errors.js';
 import { FakeLease, job } from './fake-lease.js';
 import { captureLogger } from './harness.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { Presence } from '../../lib/agent/health.js';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 
 describe('Presence (what /readyz reports)', () => {
   it('is not ready before any exchange, ready within the window after one, not after it', async () => {

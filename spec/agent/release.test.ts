@@ -3,7 +3,7 @@ import { releaseLeases, type ReleaseApi } from '../../lib/agent/release.js';
 import { silentLogger } from '../../lib/log/index.js';
 import type { LeaseRef, ReleaseRequest, ReleaseResponse } from '../../lib/protocol/schemas.js';
 import { Backoff } from '../../lib/util/backoff.js';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { OutpostError } from '../../lib/util/errors.js';
 
 const refs = (n: number): LeaseRef[] => Array.from({ length: n }, (_, i) => ({ jobId: `j${i}`, leaseToken: `tok-${i}-0123456789abcdef` }));

@@ -5,7 +5,7 @@ import { ResultReporter, type ResultsApi } from '../../lib/agent/reporter.js';
 import { silentLogger } from '../../lib/log/index.js';
 import type { LeasedJob, ResultItem, ResultsRequest, ResultsResponse } from '../../lib/protocol/schemas.js';
 import { Backoff } from '../../lib/util/backoff.js';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { OutpostError } from '../../lib/util/errors.js';
 
 function job(id: string): LeasedJob {

@@ -7,7 +7,8 @@ import { JobRunner, type OutputApi } from '../../lib/agent/runner.js';
 import { silentLogger } from '../../lib/log/index.js';
 import type { HeartbeatResponse, LeasedJob, LeaseRef, OutputRequest, ResultItem, ResultsRequest } from '../../lib/protocol/schemas.js';
 import { Backoff } from '../../lib/util/backoff.js';
-import { FakeClock, sleep } from '../../lib/util/clock.js';
+import { sleep } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { OutpostError } from '../../lib/util/errors.js';
 
 /**

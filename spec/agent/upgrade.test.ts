@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { PassThrough } from 'node:stream';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { createLogger } from '../../lib/log/index.js';
 import { OutpostError } from '../../lib/util/errors.js';
 import { UpgradeNotice } from '../../lib/agent/upgrade.js';

@@ -110,3 +110,46 @@ describe('two agents and one proxy, as real processes', () => {
     expect([...byAgent.keys()].sort()).toEqual(['agent-a', 'agent-b']);
   }, 90_000);
 });
+
+describe('failover at the lease TTL (lease TTL 3 s, backstop reaper 60 s)', () => {
+  it('kill -9 of an agent mid-job: the job is leased again within TTL + 2 s of the kill, by the deadline timer', async () => {
+    const TTL = 3000;
+    const own = await startProxyProcess({ leaseTtlMs: TTL, reaperIntervalMs: 60_000 });
+    const procs: Proc[] = [];
+    try {
+      const env = (id: string): NodeJS.ProcessEnv => ({ ...agentEnv(id), AGENT_PROXY_URL: own.url, AGENT_TOKEN: own.agentToken });
+      for (const id of ['ttl-a', 'ttl-b']) {
+        const p = startAgentProcess(id, env(id));
+        procs.push(p);
+        await p.waitForLine(/"agent started"/);
+      }
+      const { id } = await own.call<{ id: string }>('POST', '/v1/jobs', { pool: own.pool, type: 'ping', payload: { delayMs: 20_000 } });
+      let first: JobView | undefined;
+      await waitFor(async () => {
+        first = await own.call<JobView>('GET', `/v1/jobs/${id}`);
+        return first.status === 'leased';
+      }, 10_000, 20);
+      const victim = procs.find((p) => p.name.includes(first!.agentId!)) ?? procs[0]!;
+      const killedAtMs = Date.now();
+      await victim.stop('SIGKILL');
+      let view: JobView | undefined;
+      await waitFor(async () => {
+        view = await own.call<JobView>('GET', `/v1/jobs/${id}`);
+        return (view.attempts?.length ?? 0) >= 2;
+      }, 20_000, 50);
+      const [a1, a2] = view!.attempts!;
+      expect(a1).toMatchObject({ attempt: 1, outcome: 'expired', agentId: first!.agentId });
+      expect(a2!.agentId).not.toBe(first!.agentId);
+      // The proxy's own records: expiry → next lease (the survivor's parked poll is woken at once).
+      const expiryToLeaseMs = Date.parse(a2!.startedAt!) - Date.parse(a1!.endedAt!);
+      // Kill → leased again: the lease was last renewed before the kill, so this is at most TTL + the expiry's latency.
+      const killToLeaseMs = Date.parse(a2!.startedAt!) - killedAtMs;
+      process.stdout.write(`failover: kill → re-lease ${killToLeaseMs} ms, expiry → re-lease ${expiryToLeaseMs} ms (TTL ${TTL} ms)\n`);
+      expect(expiryToLeaseMs).toBeLessThan(1000);
+      expect(killToLeaseMs).toBeLessThan(TTL + 2000);
+    } finally {
+      for (const p of procs) await p.stop('SIGKILL').catch(() => undefined);
+      await own.stop();
+    }
+  }, 60_000);
+});

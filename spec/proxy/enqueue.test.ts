@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { join } from 'node:path';
 import { Api, createTestDatabase, startTestProxy, tempDir, type TestProxy } from '../fixtures/proxy-server.js';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 
 /**
  * Enqueue-time checks against a started proxy on both stores: unknown types,

@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { join } from 'node:path';
 import { connect } from 'node:net';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { startTestProxy, tempDir, type TestProxy } from '../fixtures/proxy-server.js';
 import { waitFor } from '../fixtures/net.js';
 

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { PassThrough } from 'node:stream';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { createLogger } from '../../lib/log/index.js';
 import { compareSemVer, parseSemVer, versionStanding } from '../../lib/protocol/semver.js';
 import { loadProxyConfig } from '../../lib/config/proxy.js';

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { Api, createTestDatabase, startTestProxy, TEST_ADMIN_TOKEN, type TestProxy } from '../fixtures/proxy-server.js';
 
 /**

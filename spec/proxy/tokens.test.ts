@@ -7,7 +7,7 @@ import { hashToken, parseExpiry } from '../../lib/proxy/store/tokens.js';
 import { query } from '../../lib/proxy/store/db.js';
 import { createProxyServer } from '../../lib/proxy/server.js';
 import { silentLogger } from '../../lib/log/index.js';
-import { FakeClock } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import { waitFor } from '../fixtures/net.js';
 
 /** Token lifecycle: roles, expiry, revocation, last use, on both stores; revocation across PostgreSQL replicas. */

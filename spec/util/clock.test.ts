@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { FakeClock, sleep, systemClock, timeoutSignal } from '../../lib/util/clock.js';
+import { sleep, systemClock, timeoutSignal } from '../../lib/util/clock.js';
+import { FakeClock } from '../fixtures/fake-clock.js';
 import type { OutpostError } from '../../lib/util/errors.js';
 
 describe('FakeClock', () => {

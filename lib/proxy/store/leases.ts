@@ -3,9 +3,10 @@ import { jobRetryDelayMs } from '../../util/backoff.js';
 import type { LeasedJob, LeaseRef, LeaseStatus, ResultItem } from '../../protocol/schemas.js';
 import { atomic, marks, query, run, runEach, stmt, type Db, type Stmt } from './db.js';
 import { wipeSecretsSql } from './wipe.js';
-import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
+import { announce, notifyReplicas, type Available, type StoreEvents } from './events.js';
 import { fence, newLeaseSecret, num, type ClaimedRow } from './rows.js';
 import { recordEnds, recordStarts } from './attempts.js';
+import { nextLeaseExpiryAt, reapExpired, type ExpiredLease } from './expiry.js';
 
 /** Options of the lease store. */
 export interface LeaseStoreOptions {
@@ -21,6 +22,11 @@ export interface LeaseStoreDeps {
   replicaId: string;
   /** Randomness of the retry jitter (tests may fix it). Default Math.random. */
   random?: () => number;
+  /**
+   * Told the lease deadline (wall ms) of every claim and renewal, so that the
+   * replica's expiry timer (lib/proxy/expiry.ts) can be armed at the earliest one.
+   */
+  onDeadline?: (atMs: number) => void;
 }
 
 /**
@@ -87,7 +93,10 @@ export class LeaseStore {
     for (const r of rows) {
       if (num(r.leases) > 1) await discardOutput(db, pool, r.id, r.lease_token);
     }
-    if (rows.length) await recordStarts(db, rows, agentId, now);
+    if (rows.length) {
+      await recordStarts(db, rows, agentId, now);
+      this.deps.onDeadline?.(now + this.opts.leaseTtlMs);
+    }
     return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
@@ -151,6 +160,7 @@ export class LeaseStore {
       () => [expiresAt, agentId],
       pool,
     );
+    if (ok.size) this.deps.onDeadline?.(expiresAt);
     const cancelled = ok.size === refs.length ? new Set<string>() : await this.cancelledOf(pool, refs.filter((r) => !ok.has(r.jobId)));
     return refs.map((r) =>
       ok.has(r.jobId)
@@ -271,34 +281,15 @@ export class LeaseStore {
   /**
    * Expired leases go back to queued (the lease already counted as an
    * attempt), or end `failed` with `lease_lost` when attempts are exhausted.
-   * One statement; returns how many leases expired.
+   * One fenced statement (see store/expiry.ts); returns how many leases expired.
    */
-  async reap(onExpired?: (leases: ExpiredLease[]) => void): Promise<number> {
-    const { db, clock, events } = this.deps;
-    const now = clock.now();
-    const rows = await run<{ id: string; pool: string; status: string; resource: string | null; lease_token: string; agent_id: string | null; attempt: number | string }>(
-      db,
-      `UPDATE outpost_jobs SET
-         status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
-         error = CASE WHEN attempt >= max_attempts
-           THEN '{"code":"lease_lost","message":"lease expired after ' || attempt || ' attempts","retryable":false}'
-           ELSE error END,
-         finished_at = CASE WHEN attempt >= max_attempts THEN ? ELSE finished_at END,
-         ${wipeSecretsSql(db.dialect, 'attempt >= max_attempts')},
-         lease_expires_at = NULL
-       WHERE status = 'leased' AND lease_expires_at <= ? RETURNING id, pool, status, resource, lease_token, agent_id, attempt`,
-      [now, now],
-    );
-    onExpired?.(rows.map((r) => ({ jobId: r.id, pool: r.pool, agentId: r.agent_id, attempt: Number(r.attempt), requeued: r.status === 'queued' })));
-    await recordEnds(db, rows.map((r) => ({ jobId: r.id, leaseToken: r.lease_token, outcome: 'expired' as const })), now);
-    const av: Available = new Map();
-    for (const r of rows) {
-      if (r.status === 'queued') bump(av, r.pool, r.resource);
-      events.changed(r.id);
-    }
-    await notifyReplicas(db, db.knex, this.deps.replicaId, av);
-    announce(events, av);
-    return rows.length;
+  reap(onExpired?: (leases: ExpiredLease[]) => void): Promise<number> {
+    return reapExpired(this.deps, onExpired);
+  }
+
+  /** The earliest `lease_expires_at` of a leased job (wall ms), or null when nothing is leased. */
+  nextExpiryAt(): Promise<number | null> {
+    return nextLeaseExpiryAt(this.deps.db);
   }
 }
 
@@ -311,14 +302,4 @@ async function discardOutput(db: Db, pool: string, jobId: string, leaseToken: st
   });
 }
 
-/** A lease the reaper found expired (for the proxy's log line). */
-export interface ExpiredLease {
-  jobId: string;
-  pool: string;
-  /** The agent that held it. */
-  agentId: string | null;
-  /** The attempt that expired. */
-  attempt: number;
-  /** true: back in the queue; false: that was its last attempt, the job failed (`lease_lost`). */
-  requeued: boolean;
-}
+export type { ExpiredLease } from './expiry.js';

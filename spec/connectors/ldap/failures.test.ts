@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { createLdapConnector, parseLdapConfig } from '../../../lib/connectors/ldap/index.js';
 import { LdapPool } from '../../../lib/connectors/ldap/pool.js';
 import { silentLogger } from '../../../lib/log/index.js';
-import { FakeClock } from '../../../lib/util/clock.js';
+import { FakeClock } from '../../fixtures/fake-clock.js';
 import type { Connector } from '../../../lib/connectors/types.js';
 import { toWireError } from '../../../lib/util/errors.js';
 import { freePort } from '../../fixtures/net.js';

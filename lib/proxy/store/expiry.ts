@@ -1,0 +1,75 @@
+import type { Clock } from '../../util/clock.js';
+import { run, type Db } from './db.js';
+import { wipeSecretsSql } from './wipe.js';
+import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
+import { num } from './rows.js';
+import { recordEnds } from './attempts.js';
+
+/** A lease the reaper found expired (for the proxy's log line). */
+export interface ExpiredLease {
+  jobId: string;
+  pool: string;
+  /** The agent that held it. */
+  agentId: string | null;
+  /** The attempt that expired. */
+  attempt: number;
+  /** true: back in the queue; false: that was its last attempt, the job failed (`lease_lost`). */
+  requeued: boolean;
+}
+
+export interface ExpiryDeps {
+  db: Db;
+  clock: Clock;
+  events: StoreEvents;
+  replicaId: string;
+}
+
+/**
+ * Expired leases go back to queued (the lease already counted as an attempt,
+ * at claim), or end `failed` with `lease_lost` when attempts are exhausted.
+ *
+ * One statement, fenced by `status = 'leased' AND lease_expires_at <= now`:
+ * on PostgreSQL two replicas reaping at once both try to lock the same rows;
+ * the second waits, re-checks the WHERE on the row the first wrote (READ
+ * COMMITTED), finds it no longer `leased` and skips it, so each lease expires
+ * once (one `expired` attempt row, one log line; `attempt + 1` happens only
+ * at the next claim). Returns how many leases expired.
+ */
+export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: ExpiredLease[]) => void): Promise<number> {
+  const { db, clock, events } = deps;
+  const now = clock.now();
+  const rows = await run<{ id: string; pool: string; status: string; resource: string | null; lease_token: string; agent_id: string | null; attempt: number | string }>(
+    db,
+    `UPDATE outpost_jobs SET
+       status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
+       error = CASE WHEN attempt >= max_attempts
+         THEN '{"code":"lease_lost","message":"lease expired after ' || attempt || ' attempts","retryable":false}'
+         ELSE error END,
+       finished_at = CASE WHEN attempt >= max_attempts THEN ? ELSE finished_at END,
+       ${wipeSecretsSql(db.dialect, 'attempt >= max_attempts')},
+       lease_expires_at = NULL
+     WHERE status = 'leased' AND lease_expires_at <= ? RETURNING id, pool, status, resource, lease_token, agent_id, attempt`,
+    [now, now],
+  );
+  if (!rows.length) return 0;
+  onExpired?.(rows.map((r) => ({ jobId: r.id, pool: r.pool, agentId: r.agent_id, attempt: num(r.attempt), requeued: r.status === 'queued' })));
+  await recordEnds(db, rows.map((r) => ({ jobId: r.id, leaseToken: r.lease_token, outcome: 'expired' as const })), now);
+  const av: Available = new Map();
+  for (const r of rows) {
+    if (r.status === 'queued') bump(av, r.pool, r.resource);
+    events.changed(r.id);
+  }
+  // Local parked polls first (they wait on this replica), then the other replicas.
+  announce(events, av);
+  await notifyReplicas(db, db.knex, deps.replicaId, av);
+  return rows.length;
+}
+
+/**
+ * The earliest lease deadline (wall ms) of any leased job, or null. Served by
+ * the partial index `outpost_jobs_leased (lease_expires_at) WHERE status = 'leased'`.
+ */
+export async function nextLeaseExpiryAt(db: Db): Promise<number | null> {
+  const [row] = await run<{ at: number | string | null }>(db, `SELECT MIN(lease_expires_at) AS at FROM outpost_jobs WHERE status = 'leased'`, []);
+  return row?.at == null ? null : num(row.at);
+}
