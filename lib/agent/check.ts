@@ -2,7 +2,6 @@ import { statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { connect as tlsConnect, type PeerCertificate, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import { getProxyForUrl } from 'proxy-from-env';
 import type { AgentConfig } from '../config/agent.js';
 import type { Connector } from '../connectors/types.js';
 import { createLogger } from '../log/index.js';
@@ -11,7 +10,7 @@ import { OutpostError, toWireError } from '../util/errors.js';
 import { buildResourceConnectors, type AgentDeps } from './agent.js';
 import { ProxyApi } from './api.js';
 import { closeConnectors } from './connectors.js';
-import { HttpTransport } from './http.js';
+import { HttpTransport, proxyFor } from './http.js';
 
 /**
  * `bin/agent check`. This module is the composition root of the check
@@ -65,7 +64,7 @@ export async function checkAgent(config: AgentConfig, deps: AgentDeps = {}, time
     rows.push({ target: `proxy ${config.proxy.url}`, ok: true, level: 'ok', latencyMs: since(t0), detail: `reachable, token accepted${route}` });
   } catch (err) {
     const latencyMs = since(t0);
-    const { detail, hint } = await diagnoseProxy(config, err, forwardProxyOf(config.proxy.url, deps.env), timeoutMs);
+    const { detail, hint } = await diagnoseProxy(config, err, proxyFor(config.proxy.url, deps.env), timeoutMs);
     rows.push({ target: `proxy ${config.proxy.url}`, ok: false, level: 'fail', latencyMs, detail: `${detail}${route}`, hint });
   } finally {
     heartbeatTimeout.clear();
@@ -140,25 +139,6 @@ function secretFiles(config: AgentConfig): Array<[string, string]> {
   };
   walk(config, '', 0);
   return out;
-}
-
-/** The forward proxy `url` goes through (HTTPS_PROXY/HTTP_PROXY/NO_PROXY), or '' for direct. */
-function forwardProxyOf(url: string, env: NodeJS.ProcessEnv | undefined): string {
-  if (!env || env === process.env) return getProxyForUrl(url);
-  const keys = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy', 'ALL_PROXY', 'all_proxy', 'NO_PROXY', 'no_proxy'];
-  const saved = keys.map((k) => [k, process.env[k]] as const);
-  try {
-    for (const k of keys) {
-      if (env[k] === undefined) delete process.env[k];
-      else process.env[k] = env[k];
-    }
-    return getProxyForUrl(url);
-  } finally {
-    for (const [k, v] of saved) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  }
 }
 
 /** What went wrong reaching the proxy, and what to change. */

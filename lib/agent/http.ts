@@ -107,10 +107,11 @@ function registerProxyPassword(url: string | undefined): void {
 }
 
 /**
- * proxy-from-env reads process.env; an injected env (tests, `check`) is
- * applied for the duration of the synchronous call only.
+ * The forward proxy `url` goes through (HTTPS_PROXY/HTTP_PROXY/NO_PROXY, lower
+ * case wins), or '' for direct. proxy-from-env reads process.env; an injected
+ * env (tests, `check`) is applied for the duration of the synchronous call only.
  */
-function proxyFor(url: string, env: NodeJS.ProcessEnv): string {
+export function proxyFor(url: string, env: NodeJS.ProcessEnv = process.env): string {
   if (env === process.env) return getProxyForUrl(url);
   const keys = [...PROXY_VARS, 'NO_PROXY', 'no_proxy'];
   const saved = keys.map((k) => [k, process.env[k]] as const);
