@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Writes docs/protocol.md: the hand-written header (docs/protocol-header.md), then the routes,
-// request/response schemas, job payloads and error statuses generated from lib/protocol
-// (buildOpenApi(), PAYLOAD_SCHEMAS, HTTP_STATUS_BY_CODE). `npm run docs` builds dist/ first;
+// request/response schemas, job payloads and error statuses: the OpenAPI document generated from
+// the proxy's registered routes (lib/proxy/http/openapi-document.ts buildOpenApi(), a fastify app
+// built but never started) and, from lib/protocol, PAYLOAD_SCHEMAS and HTTP_STATUS_BY_CODE. `npm run docs` builds dist/ first;
 // spec/protocol-doc.test.ts renders the same in memory and compares with the committed file.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -68,7 +69,8 @@ export function renderProtocolDoc({ openapi, payloads, statuses, header }) {
       if (method === 'parameters') continue;
       out.push(`### \`${method.toUpperCase()} ${path}\``, '', cell(op.summary), '');
       const params = [...(item.parameters ?? []), ...(op.parameters ?? [])];
-      if (params.length) out.push(`Parameters: ${params.map((p) => `\`${p.name}\` (${p.in}${p.required ? ', required' : ''}, ${p.schema?.type ?? 'string'})`).join(', ')}.`, '');
+      const paramType = (s) => (s?.enum ? `one of ${typeOf(s)}` : `${s?.type ?? 'string'}${s?.description ? `: ${s.description}` : ''}`);
+      if (params.length) out.push(`Parameters: ${params.map((p) => `\`${p.name}\` (${p.in}${p.required ? ', required' : ''}, ${paramType(p.schema)})`).join(', ')}.`, '');
       out.push(`Auth: ${op.security ? 'bearer token' : path.startsWith('/v1/') ? 'bearer token' : 'none'}.`, '');
       const body = op.requestBody?.content?.['application/json']?.schema;
       if (body) out.push(`Request body: ${typeOf(body)}.`, '');
@@ -100,7 +102,7 @@ export function renderProtocolDoc({ openapi, payloads, statuses, header }) {
 async function main() {
   const dist = new URL('../dist/lib/protocol/', import.meta.url);
   const [{ buildOpenApi }, { PAYLOAD_SCHEMAS }, { HTTP_STATUS_BY_CODE }] = await Promise.all([
-    import(new URL('openapi.js', dist).href),
+    import(new URL('../dist/lib/proxy/http/openapi-document.js', import.meta.url).href),
     import(new URL('operations.js', dist).href),
     import(new URL('errors.js', dist).href),
   ]);

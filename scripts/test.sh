@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): services, build, typecheck, then every jest suite.
 # Ends with one plain line `N passed, N failed` from jest's JSON report and
-# exits non-zero when a test failed or none ran.
+# exits non-zero when a test failed, a unit/component test took over 10 s, or none ran.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/services.sh || { echo "services failed"; exit 1; }
@@ -15,11 +15,30 @@ rm -f "$REPORT"
 node --experimental-vm-modules node_modules/jest/bin/jest.js --json --outputFile="$REPORT" "$@"
 JEST_RC=$?
 if [ ! -f "$REPORT" ]; then echo "0 passed, 1 failed"; exit 1; fi
+# Slow-test rule (CONTRIBUTING.md, tests): a test over 10 s fails the run unless its file is an
+# integration test, by path (spec/e2e/, spec/connectors/) or by a `// @integration: <reason>` comment
+# in its first lines. Each violation (a passed test) is printed by name and counted as failed, not passed, in the last line.
 node -e '
+  const fs = require("fs");
+  const path = require("path");
   const r = require(process.argv[1]);
+  const LIMIT_MS = 10_000;
+  const integration = (file) => {
+    const rel = path.relative(process.cwd(), file).split(path.sep).join("/");
+    if (/^spec\/(e2e|connectors)\//.test(rel)) return true;
+    try { return /^\s*\/\/ @integration:\s*\S/m.test(fs.readFileSync(file, "utf8").split("\n").slice(0, 20).join("\n")); } catch { return false; }
+  };
+  const slow = [];
+  for (const f of r.testResults)
+    for (const a of f.assertionResults)
+      if (a.status === "passed" && (a.duration ?? 0) > LIMIT_MS && !integration(f.name))
+        slow.push(`SLOW TEST (${a.duration} ms > ${LIMIT_MS} ms, not marked integration): ${path.relative(process.cwd(), f.name)} › ${a.fullName ?? a.title}`);
+  for (const line of slow) console.log(line);
+  if (slow.length) console.log(`${slow.length} test(s) over ${LIMIT_MS} ms in unit/component files: make them wait on state or a FakeClock, or mark the file // @integration: <reason> (CONTRIBUTING.md)`);
+  const failed = r.numFailedTests + r.numRuntimeErrorTestSuites + slow.length;
   const skipped = r.numPendingTests + r.numTodoTests;
-  console.log(`${r.numPassedTests} passed, ${r.numFailedTests + r.numRuntimeErrorTestSuites} failed` + (skipped ? `, ${skipped} skipped` : ""));
-  process.exit(r.numFailedTests + r.numRuntimeErrorTestSuites > 0 || r.numPassedTests === 0 ? 1 : 0);
+  console.log(`${r.numPassedTests - slow.length} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+  process.exit(failed > 0 || r.numPassedTests === 0 ? 1 : 0);
 ' "$PWD/$REPORT"
 SUMMARY_RC=$?
 [ $JEST_RC -ne 0 ] && [ $SUMMARY_RC -eq 0 ] && exit $JEST_RC

@@ -7,6 +7,7 @@ import { createLogger } from '../lib/log/index.js';
 import { registerSecret } from '../lib/util/redact.js';
 import { LogThrottle } from '../lib/log/throttle.js';
 import { FakeClock } from './fixtures/fake-clock.js';
+import { sleepUntil } from './fixtures/net.js';
 import { loadAgentConfig } from '../lib/config/agent.js';
 import { loadProxyConfig } from '../lib/config/proxy.js';
 
@@ -76,7 +77,6 @@ describe('log', () => {
       // A synchronous burst (winston's own File transport lost all of these, lib/log/file.ts).
       for (let i = 0; i < 400; i++) log.info(`line ${i}`, { i, pad, err: new Error('e') });
       // The last line is in the current file once written.
-      const deadline = Date.now() + 20_000;
       const current = () => {
         try {
           return readFileSync(file, 'utf8');
@@ -84,7 +84,7 @@ describe('log', () => {
           return '';
         }
       };
-      while (!current().includes('"line 399"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await sleepUntil(() => current().includes('"line 399"'), { timeoutMs: 20_000, stepMs: 50, what: 'the last line written' });
       log.close();
       const files = readdirSync(dir).sort();
       expect(files).toEqual(['agent.log', 'agent1.log', 'agent2.log']);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
-import { buildOpenApi } from '../lib/protocol/openapi.js';
+import { buildOpenApi } from '../lib/proxy/http/openapi-document.js';
 import { PAYLOAD_SCHEMAS } from '../lib/protocol/operations.js';
 import { HTTP_STATUS_BY_CODE } from '../lib/protocol/errors.js';
 import { DOC_FILE, HEADER_FILE, renderProtocolDoc } from '../scripts/gen-protocol-doc.mjs';

@@ -6,7 +6,8 @@ import { checkAgent, type CheckRow } from '../../lib/agent/check.js';
 import { silentLogger } from '../../lib/log/index.js';
 import { makeTestPki, type TestPki } from '../fixtures/tls.js';
 import { startTinyproxy, type Tinyproxy } from '../fixtures/tinyproxy.js';
-import { startTestProxy, testAgentConfig, type TestProxy } from './harness.js';
+import { testAgentConfig } from './harness.js';
+import { AGENT_SUITE_PROXY, startTestProxy, type TestProxy } from '../fixtures/proxy-server.js';
 
 /**
  * `bin/agent check` hints, each on a real misconfiguration: a real HTTPS
@@ -23,7 +24,7 @@ const NO_PROXY_ENV: NodeJS.ProcessEnv = {};
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'outpost-check-'));
   pki = makeTestPki();
-  [plain, tls, fwd] = await Promise.all([startTestProxy(), startTestProxy({ tls: { certFile: pki.certFile, keyFile: pki.keyFile } }), startTinyproxy()]);
+  [plain, tls, fwd] = await Promise.all([startTestProxy(AGENT_SUITE_PROXY), startTestProxy({ ...AGENT_SUITE_PROXY, tls: { certFile: pki.certFile, keyFile: pki.keyFile } }), startTinyproxy()]);
 }, 60_000);
 afterAll(async () => {
   await Promise.all([plain?.stop(), tls?.stop(), fwd?.stop()]);

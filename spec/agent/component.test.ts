@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { checkAgent } from '../../lib/agent/check.js';
 import { silentLogger } from '../../lib/log/index.js';
-import { waitFor } from '../fixtures/net.js';
+import { sleepUntil, waitFor } from '../fixtures/net.js';
 import { fakeConnectorKinds, type FakeState } from './fake-connector.js';
-import { captureLogger, startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';
+import { captureLogger, startAgent, stopAgents, testAgentConfig } from './harness.js';
+import { AGENT_SUITE_PROXY, startTestProxy, type TestProxy } from '../fixtures/proxy-server.js';
 
 const PASSWORD = 'fake-resource-password-91c2e7';
 let proxy: TestProxy;
@@ -15,7 +16,7 @@ let kinds: ReturnType<typeof fakeConnectorKinds>;
 let passwordFile: string;
 
 beforeAll(async () => {
-  proxy = await startTestProxy();
+  proxy = await startTestProxy(AGENT_SUITE_PROXY);
   passwordFile = join(mkdtempSync(join(tmpdir(), 'outpost-agent-pw-')), 'pw');
   writeFileSync(passwordFile, `${PASSWORD}\n`);
 });
@@ -73,8 +74,8 @@ describe('agent against an in-process integration-proxy', () => {
     const id = await proxy.enqueue({ type: 'listAccounts', resource: 'r1', payload: { pageSize: 3 } });
     const job = await proxy.done(id);
     expect(job).toMatchObject({ status: 'succeeded', result: { records: 12 }, outputRecords: 12 });
-    const ndjson = await proxy.admin.get(`v1/jobs/${id}/output`, { responseType: 'text' });
-    const records = ndjson.body.trim().split('\n').map((l) => JSON.parse(l) as { id: string });
+    const ndjson = await proxy.admin.get(`/v1/jobs/${id}/output`);
+    const records = ndjson.text.trim().split('\n').map((l) => JSON.parse(l) as { id: string });
     expect(records.map((r) => r.id)).toEqual(Array.from({ length: 12 }, (_, i) => `u${i}`));
   });
 
@@ -170,12 +171,11 @@ describe('agent against an in-process integration-proxy', () => {
     const id = await proxy.enqueue({ type: 'ping', payload: { delayMs: 60_000 } });
     await waitFor(() => agent.stats().running === 1);
     const first = agent.stop();
-    await new Promise((r) => setTimeout(r, 100));
-    expect(agent.state).toBe('draining');
+    await sleepUntil(() => agent.state === 'draining', { what: 'the agent draining' });
     await agent.stop({ skipWait: true });
     await first;
     expect(agent.state).toBe('stopped');
     expect(await proxy.job(id)).toMatchObject({ status: 'queued' });
-    await proxy.admin.post(`v1/jobs/${id}/cancel`);
+    expect((await proxy.admin.post(`/v1/jobs/${id}/cancel`)).status).toBe(200);
   });
 });

@@ -3,13 +3,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeClock } from '../fixtures/fake-clock.js';
-import { freePort, waitFor } from '../fixtures/net.js';
+import { sample } from '../fixtures/metrics.js';
+import { freePort, sleepUntil, waitFor } from '../fixtures/net.js';
 import { fakeConnectorKinds, type FakeState } from './fake-connector.js';
-import { captureLogger, startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';
+import { captureLogger, startAgent, stopAgents, testAgentConfig } from './harness.js';
+import { AGENT_SUITE_PROXY, startTestProxy, type TestProxy, type TestProxyOptions } from '../fixtures/proxy-server.js';
 
 const proxies: TestProxy[] = [];
-async function proxyWith(opts: Parameters<typeof startTestProxy>[0]): Promise<TestProxy> {
-  const p = await startTestProxy(opts);
+async function proxyWith(opts: TestProxyOptions): Promise<TestProxy> {
+  const p = await startTestProxy({ ...AGENT_SUITE_PROXY, ...opts });
   proxies.push(p);
   return p;
 }
@@ -29,10 +31,31 @@ const slow = { type: 'grant', resource: 'r1', payload: { accountId: 'slow', enti
 
 describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
   it('heartbeats keep a long job alive past several TTLs', async () => {
-    const proxy = await proxyWith({ leaseTtlMs: 1500, reaperIntervalMs: 200 });
-    const agent = await startAgent(testAgentConfig(proxy));
+    // One FakeClock for the agent (the ping's 5 s, the heartbeat period) and the proxy (lease expiry,
+    // reaper): the proxy sees 5 s pass, and would expire an unrenewed lease, in no wall time.
+    const clock = new FakeClock(Date.now());
+    const TTL = 1500;
+    const proxy = await proxyWith({ leaseTtlMs: TTL, reaperIntervalMs: 200, clock });
+    const agent = await startAgent(testAgentConfig(proxy), { clock });
     const id = await proxy.enqueue({ type: 'ping', payload: { delayMs: 5000 } });
-    const job = await proxy.done(id);
+    await sleepUntil(() => agent.stats().running === 1, { what: 'the ping running' });
+    // Renewals the proxy answered, from the agent's own /metrics.
+    const answered = async () =>
+      sample(await (await fetch(`http://127.0.0.1:${agent.healthPort}/metrics`)).text(), 'outpost_agent_heartbeats_total', { status: 'ok' });
+    // Time moves in 100 ms steps; a heartbeat that fires is answered before time moves on (as on a real clock,
+    // where a loopback round trip is far shorter than a period of TTL/3 ± 10 %).
+    for (let movedMs = 0; agent.stats().running === 1; movedMs += 100) {
+      expect(movedMs).toBeLessThan(10_000);
+      const sent = agent.stats().heartbeats;
+      await clock.advance(100);
+      if (agent.stats().heartbeats > sent) await sleepUntil(async () => (await answered()) >= agent.stats().heartbeats, { what: `heartbeat ${sent + 1} answered` });
+    }
+    // The result goes in; `done` would long-poll on the proxy's (stopped) clock, so poll and move time instead.
+    let job = await proxy.job(id);
+    await sleepUntil(async () => {
+      await clock.advance(50);
+      return (job = await proxy.job(id)).status !== 'leased';
+    }, { what: () => `the job ended (last status ${job.status})` });
     expect(job).toMatchObject({ status: 'succeeded', attempt: 1, agentId: agent.agentId });
     // ONE heartbeat call per period for all leases: at TTL/3 that is about 10 over 5 s.
     expect(agent.stats().heartbeats).toBeGreaterThanOrEqual(6);
@@ -44,7 +67,7 @@ describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
     const agent = await startAgent(testAgentConfig(proxy, { resources }), { connectorKinds: kinds });
     const id = await proxy.enqueue(slow);
     await waitFor(() => state.started.has('slow'));
-    await proxy.admin.post(`v1/jobs/${id}/cancel`);
+    expect((await proxy.admin.post(`/v1/jobs/${id}/cancel`)).status).toBe(200);
     await waitFor(() => state.aborted.has('slow'));
     expect(state.aborted.get('slow')).toBe('cancelled');
     expect(await proxy.job(id)).toMatchObject({ status: 'cancelled' });
@@ -82,7 +105,7 @@ describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
     const dir = mkdtempSync(join(tmpdir(), 'outpost-agent-restart-'));
     dirs.push(dir);
     const port = await freePort();
-    const first = await startTestProxy({ leaseTtlMs: 8000, reaperIntervalMs: 200, port, dir });
+    const first = await startTestProxy({ ...AGENT_SUITE_PROXY, leaseTtlMs: 8000, reaperIntervalMs: 200, port, dir });
     const agent = await startAgent(testAgentConfig(first));
     const id = await first.enqueue({ type: 'ping', payload: { delayMs: 300 } });
     await waitFor(() => agent.stats().running === 1);
@@ -100,8 +123,8 @@ describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
     const agent = await startAgent(testAgentConfig(proxy, { resources: { r1: { kind: 'fake', pages: 2 } } }), { connectorKinds: kinds });
     const id = await proxy.enqueue({ type: 'listAccounts', resource: 'r1', payload: { pageSize: 12 } });
     expect(await proxy.done(id)).toMatchObject({ status: 'succeeded', result: { records: 24 }, outputRecords: 24 });
-    const ndjson = await proxy.admin.get(`v1/jobs/${id}/output`, { responseType: 'text' });
-    expect(ndjson.body.trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)).toEqual(Array.from({ length: 24 }, (_, i) => `u${i}`));
+    const ndjson = await proxy.admin.get(`/v1/jobs/${id}/output`);
+    expect(ndjson.text.trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)).toEqual(Array.from({ length: 24 }, (_, i) => `u${i}`));
     // Two pages of 12 did not fit: each was refused once and sent as smaller pages.
     expect(agent.stats().requests['/agent/jobs/:id/output']).toBeGreaterThan(4);
   });
@@ -125,7 +148,7 @@ describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
     const dir = mkdtempSync(join(tmpdir(), 'outpost-agent-release-'));
     dirs.push(dir);
     const port = await freePort();
-    const first = await startTestProxy({ leaseTtlMs: 8000, reaperIntervalMs: 200, port, dir });
+    const first = await startTestProxy({ ...AGENT_SUITE_PROXY, leaseTtlMs: 8000, reaperIntervalMs: 200, port, dir });
     const { state, kinds, resources } = fake();
     const cap = captureLogger('info');
     const agent = await startAgent(testAgentConfig(first, { resources, shutdownGraceMs: 200 }), { connectorKinds: kinds, log: cap.log });
@@ -141,6 +164,6 @@ describe('leases: heartbeat, lost, cancelled, self-fencing', () => {
     expect(cap.lines().some((l) => l.message === 'released unfinished jobs' && l.released === 1)).toBe(true);
     // Given back: queued with no attempt spent (the next lease is attempt 1 again).
     expect(await second.job(id)).toMatchObject({ status: 'queued', attempt: 0 });
-    await second.admin.post(`v1/jobs/${id}/cancel`);
+    expect((await second.admin.post(`/v1/jobs/${id}/cancel`)).status).toBe(200);
   });
 });

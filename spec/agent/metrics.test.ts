@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import got from 'got';
-import { startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from './harness.js';
+import { startAgent, stopAgents, testAgentConfig } from './harness.js';
+import { AGENT_SUITE_PROXY, startTestProxy, type TestProxy } from '../fixtures/proxy-server.js';
 import { sample } from '../fixtures/metrics.js';
 
 let proxy: TestProxy;
 beforeAll(async () => {
-  proxy = await startTestProxy();
+  proxy = await startTestProxy(AGENT_SUITE_PROXY);
 });
 afterAll(async () => {
   await stopAgents();

@@ -9,7 +9,8 @@ import { createProxyServer } from '../../lib/proxy/server.js';
 import { waitFor } from '../fixtures/net.js';
 import type { Connector, ConnectorFactory } from '../../lib/connectors/types.js';
 import { OutpostError } from '../../lib/util/errors.js';
-import { captureLogger, startAgent, startTestProxy, stopAgents, testAgentConfig, type TestProxy } from '../agent/harness.js';
+import { captureLogger, startAgent, stopAgents, testAgentConfig } from '../agent/harness.js';
+import { AGENT_SUITE_PROXY, startTestProxy, type TestProxy } from '../fixtures/proxy-server.js';
 import { scratchPostgres, uniquePrefix, type ScratchDatabase } from '../fixtures/sql.js';
 
 /**
@@ -25,7 +26,7 @@ const ATTRIBUTE_VALUE = 'audit-attribute-value-5521';
 
 let proxy: TestProxy;
 beforeAll(async () => {
-  proxy = await startTestProxy();
+  proxy = await startTestProxy(AGENT_SUITE_PROXY);
 });
 afterAll(async () => {
   await stopAgents();

@@ -34,7 +34,7 @@ describe.each(['sqlite', 'postgres'] as const)('authentication and roles on %s',
       url = db.url;
       cleanup = () => db.drop();
     }
-    t = await startTestProxy(url, {}, {}, POOL);
+    t = await startTestProxy({ store: url, pool: POOL });
     viewer = await t.proxy.createToken({ pool: POOL, role: 'viewer' });
     await t.proxy.createToken({ pool: OTHER });
     raw = new RawClient(t.proxy.url);

@@ -2,7 +2,8 @@ import { describe, it, expect } from '@jest/globals';
 import { join } from 'node:path';
 import { loadProxyConfig } from '../../lib/config/proxy.js';
 import { redact } from '../../lib/util/redact.js';
-import { buildOpenApi } from '../../lib/protocol/openapi.js';
+import { buildOpenApi } from '../../lib/proxy/http/openapi-document.js';
+import { JobStatus } from '../../lib/protocol/schemas.js';
 import { ROOT } from '../fixtures/proxy-process.js';
 
 describe('proxy config', () => {
@@ -68,7 +69,7 @@ describe('proxy config', () => {
 });
 
 describe('OpenAPI document', () => {
-  it('is built from the protocol schemas and every $ref resolves', () => {
+  it('is generated from the registered routes and the protocol schemas, and every $ref resolves', () => {
     const doc = buildOpenApi() as { paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };
     const refs = JSON.stringify(doc.paths).match(/#\/components\/schemas\/(\w+)/g) ?? [];
     expect(refs.length).toBeGreaterThan(10);
@@ -78,5 +79,23 @@ describe('OpenAPI document', () => {
         '/v1/agents', '/v1/jobs', '/v1/jobs/batch', '/v1/jobs/{id}', '/v1/jobs/{id}/cancel', '/v1/jobs/{id}/output', '/v1/pools/{pool}/key'].sort(),
     );
     expect(JSON.stringify(doc)).not.toContain('Symbol');
+  });
+
+  it('takes parameters and answers from the routes\' own schemas', () => {
+    type Op = { parameters?: Array<{ name: string; in: string; schema: { enum?: string[] } }>; responses: Record<string, { content?: Record<string, unknown> }>; security?: unknown };
+    const paths = buildOpenApi().paths as Record<string, Record<string, Op>>;
+    const list = paths['/v1/jobs']!.get!;
+    expect(list.parameters!.map((p) => `${p.in}:${p.name}`)).toEqual(['query:pool', 'query:status', 'query:limit', 'query:cursor']);
+    // The statuses come from the protocol's JobStatus, not a copy.
+    expect(list.parameters!.find((p) => p.name === 'status')!.schema.enum).toEqual(JobStatus.anyOf.map((s) => s.const));
+    expect(paths['/v1/jobs/{id}']!.get!.parameters!.map((p) => `${p.in}:${p.name}`)).toEqual(['path:id', 'query:waitMs']);
+    // Every operation declares its success answer; every /v1 one needs a token, the probes none.
+    for (const [path, item] of Object.entries(paths)) {
+      for (const op of Object.values(item)) {
+        expect(Object.keys(op.responses).some((s) => s.startsWith('2'))).toBe(true);
+        expect(op.security !== undefined).toBe(path.startsWith('/v1/'));
+      }
+    }
+    expect(paths['/v1/jobs']!.post!.responses['201']!.content).toEqual({ 'application/json': { schema: { $ref: '#/components/schemas/EnqueueResponse' } } });
   });
 });

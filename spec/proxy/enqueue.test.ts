@@ -2,6 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { join } from 'node:path';
 import { Api, createTestDatabase, startTestProxy, tempDir, type TestProxy } from '../fixtures/proxy-server.js';
 import { FakeClock } from '../fixtures/fake-clock.js';
+import { waitFor } from '../fixtures/net.js';
 
 /**
  * Enqueue-time checks against a started proxy on both stores: unknown types,
@@ -27,7 +28,7 @@ describe.each(['sqlite', 'postgres'] as const)('enqueue checks on %s', (kind) =>
       url = tdb.url;
       drop = () => tdb.drop();
     }
-    t = await startTestProxy(url, { leaseTtlMs: 600_000, retention: { sweepIntervalMs: 1000 } }, { clock });
+    t = await startTestProxy({ store: url, overrides: { leaseTtlMs: 600_000, retention: { sweepIntervalMs: 1000 } }, clock });
   });
   afterAll(async () => {
     await t?.stop();
@@ -132,11 +133,3 @@ describe.each(['sqlite', 'postgres'] as const)('enqueue checks on %s', (kind) =>
     expect(bad.body.error.message).toContain('querystring.cursor');
   });
 });
-
-async function waitFor(check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error('condition not met');
-}

@@ -18,7 +18,7 @@ describe('proxy errors and secrets', () => {
     const stream = new PassThrough();
     stream.on('data', (d: Buffer) => logLines.push(d.toString('utf8')));
     const log = createLogger({ level: 'debug', stream });
-    t = await startTestProxy('sqlite:' + join(tmp.dir, 'proxy.db'), { bodyLimitBytes: 64 * 1024, leaseTtlMs: 600_000 }, { log });
+    t = await startTestProxy({ store: 'sqlite:' + join(tmp.dir, 'proxy.db'), overrides: { bodyLimitBytes: 64 * 1024, leaseTtlMs: 600_000 }, log });
     jobId = await t.admin.enqueue({ type: 'ping' });
     [{ leaseToken }] = await t.agent.lease();
   });
@@ -155,7 +155,7 @@ describe('proxy errors on PostgreSQL', () => {
   beforeAll(async () => {
     const db = await createTestDatabase();
     drop = () => db.drop();
-    t = await startTestProxy(db.url, { leaseTtlMs: 600_000 });
+    t = await startTestProxy({ store: db.url, overrides: { leaseTtlMs: 600_000 } });
   });
   afterAll(async () => {
     await t.stop();

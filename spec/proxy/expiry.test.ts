@@ -25,7 +25,7 @@ describe('lease expiry at the deadline (SQLite, FakeClock)', () => {
   let t: TestProxy;
 
   beforeAll(async () => {
-    t = await startTestProxy('sqlite:' + join(tmp.dir, 'proxy.db'), { leaseTtlMs: TTL, reaperIntervalMs: BACKSTOP }, { clock });
+    t = await startTestProxy({ store: 'sqlite:' + join(tmp.dir, 'proxy.db'), overrides: { leaseTtlMs: TTL, reaperIntervalMs: BACKSTOP }, clock });
   });
   afterAll(async () => {
     await t.stop();
@@ -88,8 +88,8 @@ describe('two replicas on one PostgreSQL database', () => {
 
   beforeAll(async () => {
     pgdb = await createTestDatabase();
-    a = await startTestProxy(pgdb.url, { leaseTtlMs: TTL, reaperIntervalMs: BACKSTOP }, { clock });
-    b = await startTestProxy(pgdb.url, { leaseTtlMs: TTL, reaperIntervalMs: BACKSTOP }, { clock });
+    a = await startTestProxy({ store: pgdb.url, overrides: { leaseTtlMs: TTL, reaperIntervalMs: BACKSTOP }, clock });
+    b = await startTestProxy({ store: pgdb.url, overrides: { leaseTtlMs: TTL, reaperIntervalMs: BACKSTOP }, clock });
   }, 30_000);
   afterAll(async () => {
     await a?.stop();

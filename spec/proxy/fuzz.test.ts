@@ -1,3 +1,4 @@
+// @integration: a fuzzing run (FUZZ_RUNS, 11 000 requests by default) against real SQLite and PostgreSQL stores
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -135,7 +136,7 @@ describe.each([
       dropDb = () => tdb.drop();
     }
     // Small body limit so that huge strings reach 413; short polls; nothing expires on its own during the run.
-    t = await startTestProxy(url, { bodyLimitBytes: 256 * 1024, maxWaitMs: 50, leaseTtlMs: 3_600_000, reaperIntervalMs: 3_600_000 });
+    t = await startTestProxy({ store: url, overrides: { bodyLimitBytes: 256 * 1024, maxWaitMs: 50, leaseTtlMs: 3_600_000, reaperIntervalMs: 3_600_000 } });
     knex = knexPkg(knexConfig(url));
     const other = await t.proxy.createToken({ pool: 'p2', admin: true });
     const viewer = await t.proxy.createToken({ pool: t.pool, role: 'viewer' });

@@ -14,7 +14,7 @@ describe('job life with a fake clock', () => {
   const REAPER = 200;
 
   beforeAll(async () => {
-    t = await startTestProxy('sqlite:' + join(tmp.dir, 'proxy.db'), { leaseTtlMs: TTL, reaperIntervalMs: REAPER }, { clock });
+    t = await startTestProxy({ store: 'sqlite:' + join(tmp.dir, 'proxy.db'), overrides: { leaseTtlMs: TTL, reaperIntervalMs: REAPER }, clock });
   });
   afterAll(async () => {
     await t.stop();
@@ -34,7 +34,7 @@ describe('job life with a fake clock', () => {
     expect(await status(id)).toMatchObject({ status: 'leased', attempt: 1 });
     // A poll parks (its 10 s deadline is on the fake clock); the expiry must wake it.
     const parked = t.agent.lease({ agentId: 'a2', waitMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 100));
+    await t.untilParked(1);
     await clock.advance(TTL + REAPER);
     const [l2] = await parked;
     expect(l2).toMatchObject({ id, attempt: 2 });
@@ -68,7 +68,7 @@ describe('job life with a fake clock', () => {
 
   it('caps a poll at maxWaitMs and shows an agent offline after the presence window', async () => {
     const parked = t.agent.lease({ agentId: 'sleepy', waitMs: 600_000 });
-    await new Promise((r) => setTimeout(r, 100));
+    await t.untilParked(1);
     await clock.advance(t.config.maxWaitMs);
     expect(await parked).toEqual([]);
     const seen = async () => ((await t.admin.get('/v1/agents')).body as Array<{ agentId: string; status: string }>).find((a) => a.agentId === 'sleepy');
@@ -87,7 +87,7 @@ describe('job life with a fake clock', () => {
       results: [{ jobId: id, leaseToken: l1.leaseToken, outcome: 'failed', error: { code: 'busy', message: 'later', retryable: true } }],
     });
     const parked = t.agent.lease({ waitMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 100));
+    await t.untilParked(1);
     await clock.advance(2000);
     const [l2] = await parked;
     expect(l2).toMatchObject({ id, attempt: 2 });
@@ -100,7 +100,7 @@ describe('undelivered lease answers', () => {
   let t: TestProxy;
   beforeAll(async () => {
     // A long TTL: only the give-back, never an expiry, may return these jobs.
-    t = await startTestProxy('sqlite:' + join(tmp.dir, 'proxy.db'), { leaseTtlMs: 600_000 });
+    t = await startTestProxy({ store: 'sqlite:' + join(tmp.dir, 'proxy.db'), overrides: { leaseTtlMs: 600_000 } });
   });
   afterAll(async () => {
     await t.stop();

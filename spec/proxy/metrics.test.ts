@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import got from 'got';
-import { startTestProxy, stopAgents, startAgent, testAgentConfig, type TestProxy } from '../agent/harness.js';
+import { stopAgents, startAgent, testAgentConfig } from '../agent/harness.js';
+import { AGENT_SUITE_PROXY, startTestProxy, type TestProxy } from '../fixtures/proxy-server.js';
 import { sample } from '../fixtures/metrics.js';
-
+import { sleepUntil } from '../fixtures/net.js';
 
 let proxy: TestProxy;
 beforeAll(async () => {
-  proxy = await startTestProxy({ leaseTtlMs: 1000, reaperIntervalMs: 100 });
+  proxy = await startTestProxy({ ...AGENT_SUITE_PROXY, leaseTtlMs: 1000, reaperIntervalMs: 100 });
 });
 afterAll(async () => {
   await stopAgents();
@@ -30,14 +31,14 @@ describe('integration-proxy /metrics', () => {
       responseType: 'json',
     });
     expect((lease.body as { jobs: unknown[] }).jobs).toHaveLength(1);
-    await new Promise((r) => setTimeout(r, 1500));
-    text = await scrape();
+    // Expiry is the reaper's (TTL 1 s, every 100 ms): wait for its counter, not for a fixed time.
+    await sleepUntil(async () => sample((text = await scrape()), 'outpost_proxy_lease_expiries_total') >= 1, { what: 'a lease expiry counted' });
     expect(sample(text, 'outpost_proxy_lease_expiries_total')).toBe(1);
 
     const agent = await startAgent(testAgentConfig(proxy, { proxy: { waitMs: 5000 } as never }));
     await Promise.all(ids.map((id) => proxy.done(id)));
-    await new Promise((r) => setTimeout(r, 200));
-    text = await scrape();
+    // The agent's next poll parks once its results are in.
+    await sleepUntil(async () => sample((text = await scrape()), 'outpost_proxy_parked_polls') === 1, { what: "the agent's next poll parked" });
     expect(sample(text, 'outpost_proxy_queue_depth', { pool: 'p1' })).toBe(0);
     expect(sample(text, 'outpost_proxy_parked_polls')).toBe(1);
     expect(sample(text, 'outpost_proxy_agents_online', { pool: 'p1' })).toBe(2);

@@ -13,7 +13,7 @@ describe('proxy over TLS and without its store', () => {
 
   it('serves HTTPS with the configured certificate', async () => {
     const pki = makeTestPki(['DNS:localhost', 'IP:127.0.0.1'], join(tmp.dir));
-    const t = await startTestProxy('sqlite:' + join(tmp.dir, 'tls.db'), { tls: { certFile: pki.certFile, keyFile: pki.keyFile } });
+    const t = await startTestProxy({ store: 'sqlite:' + join(tmp.dir, 'tls.db'), overrides: { tls: { certFile: pki.certFile, keyFile: pki.keyFile } } });
     try {
       expect(t.proxy.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       const body = await new Promise<string>((resolve, reject) => {
@@ -38,7 +38,7 @@ describe('proxy over TLS and without its store', () => {
     const lines: string[] = [];
     const stream = new PassThrough();
     stream.on('data', (d: Buffer) => lines.push(d.toString()));
-    const t = await startTestProxy(db.url, { leaseTtlMs: 600_000 }, { log: createLogger({ level: 'debug', stream }) });
+    const t = await startTestProxy({ store: db.url, overrides: { leaseTtlMs: 600_000 }, log: createLogger({ level: 'debug', stream }) });
     try {
       await t.admin.enqueue({ type: 'ping' });
       await db.drop();

@@ -32,7 +32,7 @@ async function start(overrides: Record<string, unknown> = {}, clock = new FakeCl
   stream.on('data', (b: Buffer) => {
     for (const l of b.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
   });
-  t = await startTestProxy(pgDb ? pgDb.url : `sqlite:${tmp.dir}/p.db`, { presenceMs: 60_000, maxWaitMs: 30_000, ...overrides }, { clock, log: createLogger({ stream, level: 'info' }) });
+  t = await startTestProxy({ store: pgDb ? pgDb.url : `sqlite:${tmp.dir}/p.db`, overrides: { presenceMs: 60_000, maxWaitMs: 30_000, ...overrides }, clock, log: createLogger({ stream, level: 'info' }) });
   return { t, clock, lines };
 }
 

@@ -1,8 +1,9 @@
+// @integration: real integration-proxy processes from dist/ (spawned CLI, restarts, two replicas on PostgreSQL)
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { Api, createTestDatabase, tempDir } from '../fixtures/proxy-server.js';
+import { Api, createTestDatabase, tempDir, untilParked } from '../fixtures/proxy-server.js';
 import { buildDist, runProxyCli, startProxyProcess, type ProxyProcess } from '../fixtures/proxy-process.js';
 import { hashToken } from '../../lib/proxy/store/tokens.js';
 
@@ -118,7 +119,7 @@ describe('integration-proxy processes', () => {
     for (const [from, to] of [[a, b], [b, a]] as const) {
       const started = Date.now();
       const parked = new Api(to.url, token).lease({ waitMs });
-      await new Promise((r) => setTimeout(r, 200));
+      await untilParked(to.url, env.PROXY_ADMIN_TOKEN, 1);
       const id = await new Api(from.url, env.PROXY_ADMIN_TOKEN).enqueue({ pool: 'pg-pool', type: 'ping' });
       const jobs = await parked;
       expect(jobs.map((j) => j.id)).toEqual([id]);

@@ -20,7 +20,7 @@ describe('proxy protocol over HTTP', () => {
 
   beforeAll(async () => {
     // A long TTL: on a loaded machine no lease may expire mid-test; the expiry test runs its own proxy.
-    t = await startTestProxy('sqlite:' + join(tmp.dir, 'proxy.db'), { leaseTtlMs: 600_000, reaperIntervalMs: 100 });
+    t = await startTestProxy({ store: 'sqlite:' + join(tmp.dir, 'proxy.db'), overrides: { leaseTtlMs: 600_000, reaperIntervalMs: 100 } });
   });
   afterAll(async () => {
     await t.stop();
@@ -31,8 +31,9 @@ describe('proxy protocol over HTTP', () => {
     const { agent, admin } = await newPool();
     const waitMs = 20_000;
     const started = Date.now();
+    const before = await t.parkedPolls();
     const poll = agent.lease({ waitMs });
-    await new Promise((r) => setTimeout(r, 150));
+    await t.untilParked(before + 1);
     const id = await admin.enqueue({ type: 'ping', payload: { delayMs: 0 } });
     const jobs = await poll;
     expect(jobs.map((j) => j.id)).toEqual([id]);
@@ -57,7 +58,7 @@ describe('proxy protocol over HTTP', () => {
   });
 
   it('an expired lease is re-offered with attempt + 1; the stale token is lost and changes nothing', async () => {
-    const own = await startTestProxy('sqlite:' + join(tmp.dir, 'expiry.db'), { leaseTtlMs: 1000, reaperIntervalMs: 100 });
+    const own = await startTestProxy({ store: 'sqlite:' + join(tmp.dir, 'expiry.db'), overrides: { leaseTtlMs: 1000, reaperIntervalMs: 100 } });
     try {
       await expiry(own.agent, own.admin);
     } finally {
@@ -91,8 +92,9 @@ describe('proxy protocol over HTTP', () => {
     const { agent, admin } = await newPool();
     const id = await admin.enqueue({ type: 'ping' });
     const [l] = await agent.lease({ agentId: 'a1' });
+    const before = await t.parkedPolls();
     const parked = agent.lease({ agentId: 'a2', waitMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 100));
+    await t.untilParked(before + 1);
     const rel = await agent.post('/v1/agent/release', { agentId: 'a1', leases: [{ jobId: id, leaseToken: l.leaseToken }] });
     expect(rel.body).toEqual({ leases: [{ jobId: id, status: 'released' }] });
     const [again] = await parked;
@@ -171,11 +173,13 @@ describe('proxy protocol over HTTP', () => {
   it('an agent that disconnects mid-poll leaves its job to the next poller, attempt 1', async () => {
     const { agent, admin } = await newPool();
     const ac = new AbortController();
+    const before = await t.parkedPolls();
     const gone = agent.lease({ agentId: 'leaver', waitMs: 20_000 }, ac.signal).catch((e: Error) => e);
-    await new Promise((r) => setTimeout(r, 150));
+    await t.untilParked(before + 1);
     ac.abort();
     expect(await gone).toMatchObject({ name: 'AbortError' });
-    await new Promise((r) => setTimeout(r, 50));
+    // The proxy has noticed the disconnect and dropped the poll.
+    await t.untilParked(before);
     const id = await admin.enqueue({ type: 'ping' });
     const [job] = await agent.lease({ agentId: 'stayer', waitMs: 5000 });
     expect(job).toMatchObject({ id, attempt: 1 });
@@ -216,6 +220,8 @@ describe('proxy protocol over HTTP', () => {
     const id = await admin.enqueue({ type: 'ping' });
     const [l] = await agent.lease();
     const waiting = admin.get(`/v1/jobs/${id}?waitMs=20000`);
+    // A job watch shows in no metric: this pause only makes the result arrive while the GET waits
+    // (without it the test still passes, on the GET's no-wait path).
     await new Promise((r) => setTimeout(r, 100));
     await agent.post('/v1/agent/results', { agentId: 'agent-1', results: [{ jobId: id, leaseToken: l.leaseToken, outcome: 'failed', error: { code: 'x', message: 'boom', retryable: false } }] });
     const job = (await waiting).body;
@@ -240,9 +246,9 @@ describe('proxy protocol over HTTP', () => {
   });
 
   it('stop answers parked polls with {jobs: []} and is idempotent', async () => {
-    const own = await startTestProxy('sqlite:' + join(tmp.dir, 'stop.db'));
+    const own = await startTestProxy({ store: 'sqlite:' + join(tmp.dir, 'stop.db') });
     const parked = own.agent.lease({ waitMs: 20_000 });
-    await new Promise((r) => setTimeout(r, 100));
+    await own.untilParked(1);
     const stopping = own.stop();
     expect(await parked).toEqual([]);
     await stopping;

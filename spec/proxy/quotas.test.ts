@@ -47,7 +47,7 @@ describe.each(['sqlite', 'postgres'] as const)('quotas on %s', (kind) => {
       url = tdb.url;
       drop = () => tdb.drop();
     }
-    t = await startTestProxy(url, { leaseTtlMs: 600_000, quotas: QUOTAS });
+    t = await startTestProxy({ store: url, overrides: { leaseTtlMs: 600_000, quotas: QUOTAS } });
   });
   afterAll(async () => {
     await t?.stop();
@@ -117,9 +117,9 @@ describe('per-replica quotas', () => {
   const tmp = tempDir();
   let t: TestProxy;
   beforeAll(async () => {
-    t = await startTestProxy('sqlite:' + join(tmp.dir, 'proxy.db'), {
-      quotas: { parkedPollsPerPool: 2, requestsPerToken: 8, requestWindowMs: 60_000 },
-      requestTimeoutMs: 1000,
+    t = await startTestProxy({
+      store: 'sqlite:' + join(tmp.dir, 'proxy.db'),
+      overrides: { quotas: { parkedPollsPerPool: 2, requestsPerToken: 8, requestWindowMs: 60_000 }, requestTimeoutMs: 1000 },
     });
   });
   afterAll(async () => {

@@ -13,8 +13,8 @@ describe('replicas on PostgreSQL wake each other by NOTIFY', () => {
   let b: TestProxy;
   beforeAll(async () => {
     db = await createTestDatabase();
-    a = await startTestProxy(db.url, {}, { clock: new FakeClock() }, 'shared');
-    b = await startTestProxy(db.url, {}, { clock: new FakeClock() }, 'shared');
+    a = await startTestProxy({ store: db.url, clock: new FakeClock(), pool: 'shared' });
+    b = await startTestProxy({ store: db.url, clock: new FakeClock(), pool: 'shared' });
   });
   afterAll(async () => {
     await a?.stop();
@@ -25,13 +25,13 @@ describe('replicas on PostgreSQL wake each other by NOTIFY', () => {
   it('enqueue, release and expiry on one replica wake a poll parked on the other', async () => {
     const root = new Api(a.proxy.url, TEST_ADMIN_TOKEN);
     const parked = b.agent.lease({ agentId: 'on-b', waitMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 150));
+    await b.untilParked(1);
     const id = await root.enqueue({ pool: 'shared', type: 'ping' });
     const [job] = await parked;
     expect(job).toMatchObject({ id, attempt: 1 });
 
     const parkedOnA = a.agent.lease({ agentId: 'on-a', waitMs: 10_000 });
-    await new Promise((r) => setTimeout(r, 150));
+    await a.untilParked(1);
     const rel = await b.agent.post('/v1/agent/release', { agentId: 'on-b', leases: [{ jobId: id, leaseToken: job.leaseToken }] });
     expect(rel.body.leases[0].status).toBe('released');
     const [again] = await parkedOnA;
@@ -40,7 +40,7 @@ describe('replicas on PostgreSQL wake each other by NOTIFY', () => {
 
   it('a batch wakes as many parked polls as it has fitting jobs, across replicas', async () => {
     const polls = [b.agent.lease({ agentId: 'b1', waitMs: 10_000, max: 1, resources: ['ad'] }), b.agent.lease({ agentId: 'b2', waitMs: 10_000, max: 1, resources: ['ad'] })];
-    await new Promise((r) => setTimeout(r, 150));
+    await b.untilParked(2);
     const res = await a.admin.post('/v1/jobs/batch', { jobs: [{ type: 'ping' }, { type: 'listAccounts', resource: 'ad' }] });
     expect(res.status).toBe(201);
     const got = (await Promise.all(polls)).flat();

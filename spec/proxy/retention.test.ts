@@ -7,6 +7,7 @@ import { OutputStore } from '../../lib/proxy/store/output.js';
 import { StatsStore } from '../../lib/proxy/store/stats.js';
 import { Sweeper } from '../../lib/proxy/sweeper.js';
 import { silentLogger } from '../../lib/log/index.js';
+import { sleepUntil } from '../fixtures/net.js';
 
 const DAY_MS = 86_400_000;
 
@@ -130,11 +131,11 @@ describe.each(['sqlite', 'postgres'] as const)('retention and paging on %s', (ki
     );
     sweeper.start();
     await k.clock.advance(10_000);
-    await waitUntil(() => passes.length >= 1);
+    await sleepUntil(() => passes.length >= 1);
     expect(await k.jobs.get(job!.id)).toMatchObject({ status: 'failed', error: { code: 'expired' } });
     expect(passes[0]!.expired).toBeGreaterThanOrEqual(1);
     // 60 s after it ended, the expired job is past retention: a later pass deletes it.
-    await waitUntil(async () => {
+    await sleepUntil(async () => {
       await k.clock.advance(10_000);
       return (await k.jobs.get(job!.id)) === undefined;
     });
@@ -243,11 +244,3 @@ describe.each(['sqlite', 'postgres'] as const)('retention and paging on %s', (ki
     expect((await k.agents.onlineCounts()).find((r) => r.pool === pool)).toEqual({ pool, n: 1 });
   });
 });
-
-async function waitUntil(check: () => boolean | Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error('condition not met');
-}

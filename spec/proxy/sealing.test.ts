@@ -107,7 +107,7 @@ describe('pool key endpoints: role matrix (SQLite)', () => {
   const KEY2 = Buffer.alloc(32, 9).toString('base64');
   beforeAll(async () => {
     tmp = tempDir();
-    t = await startTestProxy(`sqlite:${tmp.dir}/proxy.db`);
+    t = await startTestProxy({ store: `sqlite:${tmp.dir}/proxy.db` });
     viewer = t.admin.as(await t.proxy.createToken({ pool: t.pool, role: 'viewer' }));
     otherAdmin = t.admin.as(await t.proxy.createToken({ pool: 'other', role: 'admin' }));
     globalAdmin = t.admin.as(TEST_ADMIN_TOKEN);
@@ -172,7 +172,7 @@ describe('pool key endpoints: role matrix (SQLite)', () => {
 describe('pool keys on PostgreSQL', () => {
   it('set and read through the store', async () => {
     const db = await createTestDatabase();
-    const t = await startTestProxy(db.url);
+    const t = await startTestProxy({ store: db.url });
     try {
       const KEY = Buffer.alloc(32, 3).toString('base64');
       expect((await t.admin.call('PUT', `/v1/pools/${t.pool}/key`, { publicKey: KEY })).status).toBe(200);

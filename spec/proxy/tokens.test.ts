@@ -151,8 +151,8 @@ describe('token revocation across PostgreSQL replicas', () => {
   let b: TestProxy;
   beforeAll(async () => {
     db = await createTestDatabase();
-    a = await startTestProxy(db.url, {}, { clock: new FakeClock() }, 'shared');
-    b = await startTestProxy(db.url, {}, { clock: new FakeClock() }, 'shared');
+    a = await startTestProxy({ store: db.url, clock: new FakeClock(), pool: 'shared' });
+    b = await startTestProxy({ store: db.url, clock: new FakeClock(), pool: 'shared' });
   });
   afterAll(async () => {
     await a?.stop();

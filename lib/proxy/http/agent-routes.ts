@@ -3,16 +3,23 @@ import { Type } from '@sinclair/typebox';
 import { OutpostError } from '../../util/errors.js';
 import {
   GoodbyeRequest,
+  GoodbyeResponse,
   HeartbeatRequest,
+  HeartbeatResponse,
   Id,
   LeaseRequest,
+  LeaseResponse,
   OutputRequest,
+  OutputResponse,
   ReleaseRequest,
+  ReleaseResponse,
   ResultsRequest,
+  ResultsResponse,
   type LeaseRef,
 } from '../../protocol/schemas.js';
 import { versionStanding } from '../../protocol/semver.js';
-import type { RouteDeps, RouteOptions } from './context.js';
+import { ERROR_RESPONSES, NOT_FOUND, json } from '../../protocol/openapi.js';
+import type { AgentRouteDeps, RouteOptions } from './context.js';
 
 const JobParams = Type.Object({ id: Id });
 /** An agent refused with 426 retries after this (Retry-After), and is expected again by then (presence). */
@@ -58,7 +65,7 @@ function closeSignal(reply: FastifyReply): AbortSignal {
 }
 
 /** The agent side of wire protocol v1 (DESIGN "Agent side"). */
-export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, deps: RouteDeps): void {
+export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, deps: AgentRouteDeps): void {
   const { auth, leases, agents, waiters, clock, log } = deps;
   const versions = opts.agentVersions ?? { latestVersion: null, minVersion: null };
   // The versions ride on every lease answer (LeaseResponse.latestVersion/minVersion), serialised once.
@@ -78,7 +85,7 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     return new OutpostError('upgrade_required', `this agent ${why}; install outpost-agent ${target} or newer and restart it`, { retryAfterMs: UPGRADE_RETRY_MS });
   }
 
-  app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest } }, async (req, reply) => {
+  app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest, response: { 200: LeaseResponse } }, config: { doc: { summary: 'Long-poll for jobs (agent token); a non-empty answer carries heldMs, the hold before the claim; answers name latestVersion/minVersion when configured; 426 upgrade_required for an agent below minVersion or with an unparseable version', responses: ERROR_RESPONSES } } }, async (req, reply) => {
     // heldMs (below) counts from here: never more than the time since the agent sent the poll.
     const arrivedAtMs = clock.monotonicMs();
     const closed = closeSignal(reply);
@@ -147,14 +154,14 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     else closed.addEventListener('abort', giveBack, { once: true });
   }
 
-  app.post<{ Body: HeartbeatRequest }>('/v1/agent/heartbeat', { schema: { body: HeartbeatRequest } }, async (req) => {
+  app.post<{ Body: HeartbeatRequest }>('/v1/agent/heartbeat', { schema: { body: HeartbeatRequest, response: { 200: HeartbeatResponse } }, config: { doc: { summary: 'Renew leases (agent token)', responses: ERROR_RESPONSES } } }, async (req) => {
     const pool = await auth.agent(req);
     // An agent whose slots are all busy does not poll: it is expected again within a lease TTL.
     await agents.touch(pool, { agentId: req.body.agentId }, leaseTtlMs);
     return { leases: await leases.heartbeat(pool, req.body.agentId, req.body.leases) };
   });
 
-  app.post<{ Body: GoodbyeRequest }>('/v1/agent/goodbye', { schema: { body: GoodbyeRequest } }, async (req) => {
+  app.post<{ Body: GoodbyeRequest }>('/v1/agent/goodbye', { schema: { body: GoodbyeRequest, response: { 200: GoodbyeResponse } }, config: { doc: { summary: 'Say the agent is draining or offline, shown at once in GET /v1/agents (agent token)', responses: ERROR_RESPONSES } } }, async (req) => {
     const pool = await auth.agent(req);
     // A draining agent heartbeats while its jobs finish: expected again within a lease TTL.
     if (await agents.goodbye(pool, req.body.agentId, req.body.status, leaseTtlMs)) {
@@ -163,19 +170,22 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     return { status: req.body.status };
   });
 
-  app.post<{ Body: ResultsRequest }>('/v1/agent/results', { schema: { body: ResultsRequest } }, async (req) => {
+  app.post<{ Body: ResultsRequest }>('/v1/agent/results', { schema: { body: ResultsRequest, response: { 200: ResultsResponse } }, config: { doc: { summary: 'Report results (agent token)', responses: ERROR_RESPONSES } } }, async (req) => {
     const pool = await auth.agent(req);
     return { results: await leases.results(pool, req.body.results) };
   });
 
-  app.post<{ Body: ReleaseRequest }>('/v1/agent/release', { schema: { body: ReleaseRequest } }, async (req) => {
+  app.post<{ Body: ReleaseRequest }>('/v1/agent/release', { schema: { body: ReleaseRequest, response: { 200: ReleaseResponse } }, config: { doc: { summary: 'Give leases back, spending no attempt (agent token)', responses: ERROR_RESPONSES } } }, async (req) => {
     const pool = await auth.agent(req);
     return { leases: await leases.release(pool, req.body.leases) };
   });
 
   app.post<{ Body: OutputRequest; Params: { id: string } }>(
     '/v1/agent/jobs/:id/output',
-    { schema: { body: OutputRequest, params: JobParams } },
+    {
+      schema: { body: OutputRequest, params: JobParams, response: { 200: OutputResponse } },
+      config: { doc: { summary: 'Append one output page (agent token)', responses: { ...ERROR_RESPONSES, ...NOT_FOUND, '409': { description: 'lease_lost', ...json('ErrorBody') } } } },
+    },
     async (req) => {
       const pool = await auth.agent(req);
       const { leaseToken, seq, records } = req.body;

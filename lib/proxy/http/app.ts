@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
 import { OutpostError } from '../../util/errors.js';
-import { buildOpenApi } from '../../protocol/openapi.js';
+import { ERROR_RESPONSES, type OpenApiDocument } from '../../protocol/openapi.js';
+import { collectRoutes, openApiOf } from './openapi-routes.js';
 import { registerAgentRoutes } from './agent-routes.js';
 import { registerJobRoutes } from './job-routes.js';
 import { registerPoolRoutes } from './pool-routes.js';
@@ -20,14 +22,21 @@ import { PACKAGE_VERSION } from '../../util/version.js';
  */
 export const REFUSED_BODY_LIMIT_BYTES = 64 * 1024;
 
+/** The answer of `/healthz` and `/readyz`. */
+const Status = Type.Object({ status: Type.String() });
+
 function bodyOverRefusedLimit(req: FastifyRequest): boolean {
   const length = req.headers['content-length'];
   if (req.headers['transfer-encoding'] !== undefined) return true;
   return length !== undefined && !(/^\d{1,9}$/.test(length) && Number(length) <= REFUSED_BODY_LIMIT_BYTES);
 }
 
-/** Registers every route of the proxy on `app`. */
-export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: RouteDeps): void {
+/**
+ * Registers every route of the proxy on `app`; returns the OpenAPI document
+ * generated from the routes registered (also served at `/openapi.json`).
+ */
+export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: RouteDeps): OpenApiDocument {
+  const routes = collectRoutes(app);
   installJsonParser(app);
   installErrorHandlers(app, deps.log);
   app.addHook('onRequest', async (req, reply) => {
@@ -57,8 +66,8 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
   registerJobRoutes(app, opts, deps);
   registerPoolRoutes(app, deps);
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
+  app.get('/healthz', { schema: { response: { 200: Status } }, config: { doc: { summary: 'Liveness', responses: {} } } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { response: { 200: Status } }, config: { doc: { summary: 'Readiness (store reachable)', responses: { '503': ERROR_RESPONSES['503']! } } } }, async (_req, reply) => {
     if (deps.state() !== 'running') return sendError(reply, new OutpostError('unavailable', 'not serving'));
     try {
       await deps.db.knex.raw('SELECT 1');
@@ -75,6 +84,7 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
   // The Agents dashboard: a static page; it reads the job-side API with a viewer or admin token the operator enters.
   const dashboard = dashboardPage({ version: PACKAGE_VERSION });
   app.get('/', async (_req, reply) => reply.headers(dashboard.headers).send(dashboard.html));
-  const openapi = buildOpenApi();
+  const openapi = openApiOf(routes);
   app.get('/openapi.json', async () => openapi);
+  return openapi;
 }

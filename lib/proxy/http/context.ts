@@ -45,3 +45,10 @@ export interface RouteDeps {
   metrics: ProxyMetrics;
   state(): LifecycleState;
 }
+
+/** What the agent side uses (agent-routes.ts). */
+export type AgentRouteDeps = Pick<RouteDeps, 'auth' | 'leases' | 'agents' | 'waiters' | 'output' | 'metrics' | 'clock' | 'log' | 'state'>;
+/** What the job side uses (job-routes.ts). */
+export type JobRouteDeps = Pick<RouteDeps, 'auth' | 'jobs' | 'tokens' | 'agents' | 'output' | 'watch' | 'db' | 'clock' | 'state'>;
+/** What the pool-key routes use (pool-routes.ts). */
+export type PoolRouteDeps = Pick<RouteDeps, 'auth' | 'pools'>;

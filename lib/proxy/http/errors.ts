@@ -4,6 +4,7 @@ import { OutpostError, toWireError } from '../../util/errors.js';
 import { REDACTED } from '../../util/redact.js';
 import { HTTP_STATUS_BY_CODE } from '../../protocol/errors.js';
 import type { Logger } from '../../log/index.js';
+import { COUNT_PATTERN } from './query.js';
 
 interface AjvError {
   instancePath?: string;
@@ -18,6 +19,8 @@ function validationMessage(context: string, errors: readonly AjvError[]): string
     const path = context + (e.instancePath ?? '').replace(/\//g, '.');
     if (e.keyword === 'additionalProperties') return `${path}.${String(e.params?.additionalProperty)}: unknown field`;
     if (e.keyword === 'required') return `${path}.${String(e.params?.missingProperty)}: is required`;
+    if (e.keyword === 'pattern' && e.params?.pattern === COUNT_PATTERN) return `${path}: must be a non-negative integer`;
+    if (e.keyword === 'enum' && context === 'querystring' && Array.isArray(e.params?.allowedValues)) return `${path}: must be one of ${e.params.allowedValues.join(', ')}`;
     return `${path}: ${e.message ?? 'is invalid'}`;
   });
   return parts.join('; ') || `${context} is invalid`;
