@@ -3,7 +3,7 @@ import { OutpostError } from '../../../util/errors.js';
 import { formatMysqlAccount, mysqlString, parseMysqlAccount } from '../ident.js';
 import { MYSQL_NATIVE_HASH, mysqlNativeHash } from '../verifiers.js';
 import { ddl, intAttribute, type AccountOptions, type AccountStatements } from './accounts.js';
-import { ME, MYSQL_GLOBAL_PRIVS } from './mysql-entitlements.js';
+import { MARIADB_PRIVILEGED, ME, MYSQL_PRIVILEGED } from './mysql-entitlements.js';
 import { mysqlAccounts, SYSTEM_USERS } from './mysql.js';
 import type { Compile } from './types.js';
 
@@ -22,11 +22,7 @@ const account = (id: string): string => {
  * with such privileges). Roles are not accounts here.
  */
 const MARIADB_TARGETS = `with recursive ${ME},
-  privileged(role) as (
-    select p.User from mysql.global_priv p where p.Host = '' and coalesce(json_value(p.Priv, '$.access'), 0) <> 0
-    union select d.User from mysql.db d where d.Host = '' and ('mysql' like d.Db or d.Grant_priv = 'Y')
-    union select t.User from mysql.tables_priv t where t.Host = '' and (t.Db = 'mysql' or find_in_set('Grant', t.Table_priv) > 0)
-  ),
+  ${MARIADB_PRIVILEGED},
   powerful(role) as (
     select role from privileged
     union
@@ -50,12 +46,7 @@ const MARIADB_TARGETS = `with recursive ${ME},
 
 /** MySQL 8 (compiled offline only): the same rules over the `*_priv` columns, global_grants and role_edges. */
 const MYSQL_TARGETS = `with recursive ${ME},
-  privileged(u, h) as (
-    select User, Host from mysql.user where ${MYSQL_GLOBAL_PRIVS}
-    union select USER, HOST from mysql.global_grants
-    union select User, Host from mysql.db where 'mysql' like Db or Grant_priv = 'Y'
-    union select User, Host from mysql.tables_priv where Db = 'mysql' or find_in_set('Grant', Table_priv) > 0
-  ),
+  ${MYSQL_PRIVILEGED},
   powerful(u, h) as (
     select u, h from privileged
     union

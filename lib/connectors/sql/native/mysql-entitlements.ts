@@ -25,6 +25,17 @@
 export const ME = `me as (select substring_index(current_user(), '@', -1) as h,
                 left(current_user(), char_length(current_user()) - char_length(substring_index(current_user(), '@', -1)) - 1) as u)`;
 
+/**
+ * The one definition of a privileged role on MariaDB, shared by what may be granted (entitlements) and what
+ * may be written (accounts): any global privilege, GRANT OPTION on a database or table, or any privilege on
+ * the `mysql` schema.
+ */
+export const MARIADB_PRIVILEGED = `privileged(role) as (
+    select p.User from mysql.global_priv p where p.Host = '' and coalesce(json_value(p.Priv, '$.access'), 0) <> 0
+    union select d.User from mysql.db d where d.Host = '' and ('mysql' like d.Db or d.Grant_priv = 'Y')
+    union select t.User from mysql.tables_priv t where t.Host = '' and (t.Db = 'mysql' or find_in_set('Grant', t.Table_priv) > 0)
+  )`;
+
 /** MariaDB: roles are mysql.user rows with is_role = 'Y', ids are bare role names; grants live in mysql.roles_mapping. */
 export const MARIADB_CLASSIFIED = `with recursive
   ${ME},
@@ -37,11 +48,7 @@ export const MARIADB_CLASSIFIED = `with recursive
     union
     select m.Role from mysql.roles_mapping m join agent a on binary m.User = binary a.role where m.Host = ''
   ),
-  privileged(role) as (
-    select p.User from mysql.global_priv p where p.Host = '' and coalesce(json_value(p.Priv, '$.access'), 0) <> 0
-    union select d.User from mysql.db d where d.Host = '' and ('mysql' like d.Db or d.Grant_priv = 'Y')
-    union select t.User from mysql.tables_priv t where t.Host = '' and (t.Db = 'mysql' or find_in_set('Grant', t.Table_priv) > 0)
-  ),
+  ${MARIADB_PRIVILEGED},
   barred(role) as (
     select role from privileged
     union select role from agent
@@ -65,6 +72,14 @@ export const MYSQL_GLOBAL_PRIVS = [
   'Create_role', 'Drop_role',
 ].map((p) => `${p}_priv = 'Y'`).join(' or ');
 
+/** The same definition on MySQL 8, over the `*_priv` columns, global_grants, db and tables_priv. */
+export const MYSQL_PRIVILEGED = `privileged(u, h) as (
+    select User, Host from mysql.user where ${MYSQL_GLOBAL_PRIVS}
+    union select USER, HOST from mysql.global_grants
+    union select User, Host from mysql.db where 'mysql' like Db or Grant_priv = 'Y'
+    union select User, Host from mysql.tables_priv where Db = 'mysql' or find_in_set('Grant', Table_priv) > 0
+  )`;
+
 /**
  * MySQL 8 (not tested here: no MySQL server on these machines): roles are
  * accounts made by CREATE ROLE (locked, expired, no password) or already
@@ -79,12 +94,7 @@ export const MYSQL_CLASSIFIED = `with recursive
     union
     select e.FROM_USER, e.FROM_HOST from mysql.role_edges e join agent a on e.TO_USER = a.u and e.TO_HOST = a.h
   ),
-  privileged(u, h) as (
-    select User, Host from mysql.user where ${MYSQL_GLOBAL_PRIVS}
-    union select USER, HOST from mysql.global_grants
-    union select User, Host from mysql.db where 'mysql' like Db or Grant_priv = 'Y'
-    union select User, Host from mysql.tables_priv where Db = 'mysql' or find_in_set('Grant', Table_priv) > 0
-  ),
+  ${MYSQL_PRIVILEGED},
   barred(u, h) as (
     select u, h from privileged
     union select u, h from agent
