@@ -25,6 +25,7 @@ import got from 'got';
 import Transport from 'winston-transport';
 import { createLogger } from 'winston';
 import { fromWinston } from '../lib/log/index.js';
+import { agentConfigDefaults } from '../lib/config/agent.js';
 import { createAgent } from '../lib/agent/agent.js';
 import type { JobView } from '../lib/protocol/schemas.js';
 
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
   const transport = new StartTransport({ level: 'debug' });
   const log = createLogger({ level: 'debug', transports: [transport] });
   const agent = createAgent(
-    { proxy: { url, token, tokenFile: null, caFile: null, waitMs: 25_000, insecureSkipTlsVerify: false }, concurrency: 8, shutdownGraceMs: 0, health: { host: '127.0.0.1', port: 0 }, log: { level: 'debug', format: 'json' }, agentId: 'bench-idle', resources: {} },
+    { ...agentConfigDefaults(), proxy: { ...agentConfigDefaults().proxy, url, token, waitMs: 25_000 }, concurrency: 8, shutdownGraceMs: 0, health: { host: '127.0.0.1', port: 0 }, agentId: 'bench-idle', resources: {} },
     { log: fromWinston(log) },
   );
   const idleProc = spawnNode('dist/bin/agent.js', ['start'], agentEnv('bench-idle-proc', 8));

@@ -60,8 +60,6 @@ export interface Agent {
   stop(opts?: { skipWait?: boolean }): Promise<void>;
 }
 
-/** "Has talked to the proxy within the presence window" (DESIGN: 90 s). */
-const PRESENCE_MS = 90_000;
 /**
  * Bounds on the drain's last steps after the grace, so that with the default
  * 20 s grace the process exits before Kubernetes' SIGKILL at 30 s even if the
@@ -81,9 +79,9 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const log = (deps.log ?? createLogger(config.log)).child({ component: 'agent', agentId });
   // Filled by start(), once the configured kinds' connector modules are loaded.
   const connectors = new Map<string, Connector>();
-  const presence = new Presence(clock, PRESENCE_MS);
+  const presence = new Presence(clock, config.presenceMs);
   const transport = new HttpTransport({ caFile: config.proxy.caFile, insecureSkipTlsVerify: config.proxy.insecureSkipTlsVerify, env: deps.env });
-  const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, onContact: () => presence.contact() });
+  const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, leaseTimeoutSlackMs: config.proxy.leaseTimeoutSlackMs, onContact: () => presence.contact() });
   const metrics = createAgentMetrics({ agentId, version: AGENT_VERSION });
   const keeper = new LeaseKeeper({ api, clock, log, metrics }, { agentId });
   const reporter = new ResultReporter({ api, clock, log, metrics }, { agentId });

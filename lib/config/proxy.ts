@@ -1,111 +1,21 @@
-import type convict from 'convict';
 import { loadConvict, type LoadOptions } from './load.js';
+import { intKey, logSchema, type ConvictValues } from './pieces.js';
 import { registerSecret } from '../util/redact.js';
 import { OutpostError } from '../util/errors.js';
 import { parseSemVer, compareSemVer } from '../protocol/semver.js';
 
-/** The integration-proxy's configuration (DESIGN "Proxy configuration"). */
-export interface ProxyConfig {
+const semverOrNull = (v: unknown) => {
+  if (v !== null && v !== '' && (typeof v !== 'string' || !parseSemVer(v))) throw new Error('must be a version MAJOR.MINOR.PATCH[-prerelease]');
+};
+
+/** The convict schema (DESIGN "Proxy configuration"); ProxyConfig is derived from it. */
+const schema = {
   /** Listen address. Default `127.0.0.1` (env PROXY_HOST). */
-  host: string;
-  /** Listen port; 0 picks any free port. Default 8443 (env PROXY_PORT). */
-  port: number;
-  /** Job store: `sqlite:<file>` (default `sqlite:./data/proxy.db`) or `postgres://…` (env PROXY_STORE). */
-  store: { url: string };
-  /** Admin token for every pool, or null (env PROXY_ADMIN_TOKEN, sensitive). */
-  adminToken: string | null;
-  /** Lease duration handed to agents. Default 30 000 ms (env PROXY_LEASE_TTL_MS). */
-  leaseTtlMs: number;
-  /** Cap on a lease long-poll's wait. Default 30 000 ms (env PROXY_MAX_WAIT_MS). */
-  maxWaitMs: number;
-  /** An agent is online while seen within this window. Default 90 000 ms (env PROXY_PRESENCE_MS). */
-  presenceMs: number;
-  /**
-   * Backstop period of lease expiry: each replica expires leases at their deadline (one timer at the
-   * earliest), and this periodic pass also catches leases claimed or renewed on other replicas.
-   * Default 5 000 ms (env PROXY_REAPER_INTERVAL_MS).
-   */
-  reaperIntervalMs: number;
-  /** HTTPS when both files are set (env PROXY_TLS_CERT_FILE, PROXY_TLS_KEY_FILE). Default null (HTTP). */
-  tls: { certFile: string | null; keyFile: string | null };
-  /**
-   * Log level (default `info`, env PROXY_LOG_LEVEL) and format (`json` default, env PROXY_LOG_FORMAT);
-   * `file` (env PROXY_LOG_FILE, default null): also JSON lines there, rotated past `maxSizeBytes`
-   * (env PROXY_LOG_MAX_SIZE_BYTES, default 10 MiB), keeping `maxFiles` (env PROXY_LOG_MAX_FILES, default 5).
-   */
-  log: { level: string; format: 'json' | 'pretty'; file?: string | null; maxSizeBytes?: number; maxFiles?: number };
-  /** Largest accepted request body. Default 4 MiB (env PROXY_BODY_LIMIT_BYTES). */
-  bodyLimitBytes: number;
-  /** What one pool or token can make the proxy hold; each refusal is a 429 `rate_limited` or 413 `too_large`. */
-  quotas: ProxyQuotas;
-  /** How long finished jobs and offline agents are kept. */
-  retention: ProxyRetention;
-  /** A job still queued this long after enqueue ends `failed`/`expired`, unless it names its own. Default 24 h (env PROXY_QUEUE_TIMEOUT_MS). */
-  queueTimeoutMs: number;
-  /** Time a client has to send a whole request (headers and body); slower clients are dropped. Default 30 000 ms (env PROXY_REQUEST_TIMEOUT_MS). */
-  requestTimeoutMs: number;
-  /**
-   * Accept job types this proxy does not know (for agents newer than the
-   * proxy); their payload and resource are not checked. Default false: an
-   * unknown type is 400 at enqueue (env PROXY_ACCEPT_UNKNOWN_TYPES).
-   */
-  acceptUnknownTypes: boolean;
-  /** Agent versions the operator deploys (`agents.*`). */
-  agents: ProxyAgentVersions;
-}
-
-/** Agent versions (config `agents.*`); strict semver `MAJOR.MINOR.PATCH[-prerelease]`, or null (not checked). */
-export interface ProxyAgentVersions {
-  /** The newest agent version: older agents are `outdated` and warn once an hour. Default null (env PROXY_AGENT_LATEST_VERSION). */
-  latestVersion: string | null;
-  /** The oldest agent version served: older or unparseable ones get 426 upgrade_required. Default null (env PROXY_AGENT_MIN_VERSION). */
-  minVersion: string | null;
-}
-
-/** Quotas (config `quotas.*`). */
-export interface ProxyQuotas {
-  /** Agents remembered per pool; a new agentId beyond it replaces the oldest offline one, or gets 429. Default 1 000. */
-  agentsPerPool: number;
-  /** Parked lease polls per pool on one replica. Default 1 000. */
-  parkedPollsPerPool: number;
-  /** Output bytes stored for one job (413 beyond). Default 1 GiB. */
-  outputBytesPerJob: number;
-  /** Output bytes stored per pool, all jobs kept together (413 beyond). Default 8 GiB. */
-  outputBytesPerPool: number;
-  /** Queued jobs per pool (429 beyond). Default 100 000. */
-  queuedJobsPerPool: number;
-  /** Requests per token per `requestWindowMs` (429 beyond). Default 3 000. */
-  requestsPerToken: number;
-  /** The window of `requestsPerToken`. Default 1 000 ms. */
-  requestWindowMs: number;
-  /** Bytes of what an agent says about itself (hostname, version, resources) stored per agent (413 beyond). Default 8 KiB. */
-  agentInfoBytes: number;
-}
-
-/** Retention (config `retention.*`). */
-export interface ProxyRetention {
-  /** Finished jobs and their output are deleted this long after they finished. Default 7 days. */
-  finishedJobsMs: number;
-  /** Agents not seen for this long are deleted. Default 7 days. */
-  offlineAgentsMs: number;
-  /** Period of the sweep (retention and queued-job expiry). Default 10 000 ms. */
-  sweepIntervalMs: number;
-  /** Rows deleted per statement: a sweep never holds the store for long. Default 1 000. */
-  batchSize: number;
-}
-
-const positiveInt = (name: string) => (v: unknown) => {
-  if (!Number.isInteger(v) || (v as number) < 1) throw new Error(`${name} must be a positive integer`);
-};
-
-const semverOrNull = (name: string) => (v: unknown) => {
-  if (v !== null && v !== '' && (typeof v !== 'string' || !parseSemVer(v))) throw new Error(`${name} must be a version MAJOR.MINOR.PATCH[-prerelease]`);
-};
-
-const schema: convict.Schema<ProxyConfig> = {
   host: { doc: 'Listen address', format: String, default: '127.0.0.1', env: 'PROXY_HOST' },
+  /** Listen port; 0 picks any free port. Default 8443 (env PROXY_PORT). */
   port: { doc: 'Listen port (0 = any free port)', format: 'port', default: 8443, env: 'PROXY_PORT' },
   store: {
+    /** Job store: `sqlite:<file>` (default `sqlite:./data/proxy.db`) or `postgres://…` (env PROXY_STORE). */
     url: {
       doc: 'sqlite:<file> or postgres://…',
       format: (v: unknown) => {
@@ -119,70 +29,105 @@ const schema: convict.Schema<ProxyConfig> = {
       sensitive: true,
     },
   },
+  /** Admin token for every pool, or null (env PROXY_ADMIN_TOKEN, sensitive). */
   adminToken: {
     doc: 'Admin token for every pool',
     format: (v: unknown) => {
       if (v !== null && (typeof v !== 'string' || v.length < 16)) throw new Error('must be at least 16 characters');
     },
-    default: null,
+    default: null as string | null,
     env: 'PROXY_ADMIN_TOKEN',
     sensitive: true,
   },
-  leaseTtlMs: { doc: 'Lease duration', format: positiveInt('leaseTtlMs'), default: 30_000, env: 'PROXY_LEASE_TTL_MS' },
-  maxWaitMs: { doc: 'Long-poll cap', format: positiveInt('maxWaitMs'), default: 30_000, env: 'PROXY_MAX_WAIT_MS' },
-  presenceMs: { doc: 'Presence window', format: positiveInt('presenceMs'), default: 90_000, env: 'PROXY_PRESENCE_MS' },
-  reaperIntervalMs: {
-    doc: 'Backstop period of lease expiry (expiry itself runs at each lease deadline)',
-    format: positiveInt('reaperIntervalMs'),
-    default: 5_000,
-    env: 'PROXY_REAPER_INTERVAL_MS',
-  },
+  /** Lease duration handed to agents. Default 30 000 ms (env PROXY_LEASE_TTL_MS). */
+  leaseTtlMs: intKey('Lease duration', 30_000, 'PROXY_LEASE_TTL_MS'),
+  /** Cap on a lease long-poll's wait. Default 30 000 ms (env PROXY_MAX_WAIT_MS). */
+  maxWaitMs: intKey('Long-poll cap', 30_000, 'PROXY_MAX_WAIT_MS'),
+  /** An agent is online while seen within this window. Default 90 000 ms (env PROXY_PRESENCE_MS). */
+  presenceMs: intKey('Presence window', 90_000, 'PROXY_PRESENCE_MS'),
+  /**
+   * Backstop period of lease expiry: each replica expires leases at their deadline (one timer at the
+   * earliest), and this periodic pass also catches leases claimed or renewed on other replicas.
+   * Default 5 000 ms (env PROXY_REAPER_INTERVAL_MS).
+   */
+  reaperIntervalMs: intKey('Backstop period of lease expiry (expiry itself runs at each lease deadline)', 5_000, 'PROXY_REAPER_INTERVAL_MS'),
+  /**
+   * Period of the re-check of pools with parked polls, the backstop for a missed wake-up (a NOTIFY lost
+   * with its connection). DESIGN "wake-up with PostgreSQL". Default 2 000 ms (env PROXY_WAKE_RECHECK_MS).
+   */
+  wakeRecheckMs: intKey('Re-check period of parked polls (backstop for a missed wake-up)', 2_000, 'PROXY_WAKE_RECHECK_MS', { max: 600_000 }),
+  /**
+   * How long an idle keep-alive connection is kept: above the 60 s idle cut of common load balancers,
+   * so the balancer, not the proxy, closes it (DESIGN "proxy keep-alive"). Default 65 000 ms
+   * (env PROXY_KEEP_ALIVE_TIMEOUT_MS).
+   */
+  keepAliveTimeoutMs: intKey('Idle keep-alive connections are kept this long', 65_000, 'PROXY_KEEP_ALIVE_TIMEOUT_MS', { max: 3_600_000 }),
+  /** HTTPS when both files are set (env PROXY_TLS_CERT_FILE, PROXY_TLS_KEY_FILE). Default null (HTTP). */
   tls: {
-    certFile: { doc: 'TLS certificate (PEM)', format: '*', default: null, env: 'PROXY_TLS_CERT_FILE' },
-    keyFile: { doc: 'TLS private key (PEM)', format: '*', default: null, env: 'PROXY_TLS_KEY_FILE' },
+    certFile: { doc: 'TLS certificate (PEM)', format: '*', default: null as string | null, env: 'PROXY_TLS_CERT_FILE' },
+    keyFile: { doc: 'TLS private key (PEM)', format: '*', default: null as string | null, env: 'PROXY_TLS_KEY_FILE' },
   },
-  log: {
-    level: {
-      doc: 'Log level',
-      format: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'],
-      default: 'info',
-      env: 'PROXY_LOG_LEVEL',
-    },
-    format: { doc: 'Log format', format: ['json', 'pretty'], default: 'json', env: 'PROXY_LOG_FORMAT' },
-    file: { doc: 'Also write JSON log lines to this file', format: '*', default: null, env: 'PROXY_LOG_FILE' },
-    maxSizeBytes: { doc: 'Rotate the log file past this size', format: positiveInt('log.maxSizeBytes'), default: 10 * 1024 * 1024, env: 'PROXY_LOG_MAX_SIZE_BYTES' },
-    maxFiles: { doc: 'Log files kept (the current one included)', format: positiveInt('log.maxFiles'), default: 5, env: 'PROXY_LOG_MAX_FILES' },
-  },
-  bodyLimitBytes: {
-    doc: 'Largest request body',
-    format: positiveInt('bodyLimitBytes'),
-    default: 4 * 1024 * 1024,
-    env: 'PROXY_BODY_LIMIT_BYTES',
-  },
+  /** Log level, format and file (env PROXY_LOG_*); lib/config/pieces.ts. */
+  log: logSchema('PROXY'),
+  /** Largest accepted request body. Default 4 MiB (env PROXY_BODY_LIMIT_BYTES). */
+  bodyLimitBytes: intKey('Largest request body', 4 * 1024 * 1024, 'PROXY_BODY_LIMIT_BYTES'),
+  /** What one pool or token can make the proxy hold; each refusal is a 429 `rate_limited` or 413 `too_large`. */
   quotas: {
-    agentsPerPool: { doc: 'Agents per pool', format: positiveInt('quotas.agentsPerPool'), default: 1000, env: 'PROXY_QUOTA_AGENTS_PER_POOL' },
-    parkedPollsPerPool: { doc: 'Parked polls per pool (per replica)', format: positiveInt('quotas.parkedPollsPerPool'), default: 1000, env: 'PROXY_QUOTA_PARKED_POLLS_PER_POOL' },
-    outputBytesPerJob: { doc: 'Output bytes per job', format: positiveInt('quotas.outputBytesPerJob'), default: 1024 ** 3, env: 'PROXY_QUOTA_OUTPUT_BYTES_PER_JOB' },
-    outputBytesPerPool: { doc: 'Output bytes per pool', format: positiveInt('quotas.outputBytesPerPool'), default: 8 * 1024 ** 3, env: 'PROXY_QUOTA_OUTPUT_BYTES_PER_POOL' },
-    queuedJobsPerPool: { doc: 'Queued jobs per pool', format: positiveInt('quotas.queuedJobsPerPool'), default: 100_000, env: 'PROXY_QUOTA_QUEUED_JOBS_PER_POOL' },
-    requestsPerToken: { doc: 'Requests per token per window', format: positiveInt('quotas.requestsPerToken'), default: 3000, env: 'PROXY_QUOTA_REQUESTS_PER_TOKEN' },
-    requestWindowMs: { doc: 'Window of requestsPerToken', format: positiveInt('quotas.requestWindowMs'), default: 1000, env: 'PROXY_QUOTA_REQUEST_WINDOW_MS' },
-    agentInfoBytes: { doc: 'Stored bytes of an agent description', format: positiveInt('quotas.agentInfoBytes'), default: 8192, env: 'PROXY_QUOTA_AGENT_INFO_BYTES' },
+    /** Agents remembered per pool; a new agentId beyond it replaces the oldest offline one, or gets 429. Default 1 000. */
+    agentsPerPool: intKey('Agents per pool', 1000, 'PROXY_QUOTA_AGENTS_PER_POOL'),
+    /** Parked lease polls per pool on one replica. Default 1 000. */
+    parkedPollsPerPool: intKey('Parked polls per pool (per replica)', 1000, 'PROXY_QUOTA_PARKED_POLLS_PER_POOL'),
+    /** Output bytes stored for one job (413 beyond). Default 1 GiB. */
+    outputBytesPerJob: intKey('Output bytes per job', 1024 ** 3, 'PROXY_QUOTA_OUTPUT_BYTES_PER_JOB'),
+    /** Output bytes stored per pool, all jobs kept together (413 beyond). Default 8 GiB. */
+    outputBytesPerPool: intKey('Output bytes per pool', 8 * 1024 ** 3, 'PROXY_QUOTA_OUTPUT_BYTES_PER_POOL'),
+    /** Queued jobs per pool (429 beyond). Default 100 000. */
+    queuedJobsPerPool: intKey('Queued jobs per pool', 100_000, 'PROXY_QUOTA_QUEUED_JOBS_PER_POOL'),
+    /** Requests per token per `requestWindowMs` (429 beyond). Default 3 000. */
+    requestsPerToken: intKey('Requests per token per window', 3000, 'PROXY_QUOTA_REQUESTS_PER_TOKEN'),
+    /** The window of `requestsPerToken`. Default 1 000 ms. */
+    requestWindowMs: intKey('Window of requestsPerToken', 1000, 'PROXY_QUOTA_REQUEST_WINDOW_MS'),
+    /** Bytes of what an agent says about itself (hostname, version, resources) stored per agent (413 beyond). Default 8 KiB. */
+    agentInfoBytes: intKey('Stored bytes of an agent description', 8192, 'PROXY_QUOTA_AGENT_INFO_BYTES'),
   },
+  /** How long finished jobs and offline agents are kept. */
   retention: {
-    finishedJobsMs: { doc: 'Keep finished jobs', format: positiveInt('retention.finishedJobsMs'), default: 7 * 86_400_000, env: 'PROXY_RETENTION_FINISHED_JOBS_MS' },
-    offlineAgentsMs: { doc: 'Keep offline agents', format: positiveInt('retention.offlineAgentsMs'), default: 7 * 86_400_000, env: 'PROXY_RETENTION_OFFLINE_AGENTS_MS' },
-    sweepIntervalMs: { doc: 'Sweep period', format: positiveInt('retention.sweepIntervalMs'), default: 10_000, env: 'PROXY_RETENTION_SWEEP_INTERVAL_MS' },
-    batchSize: { doc: 'Rows per delete', format: positiveInt('retention.batchSize'), default: 1000, env: 'PROXY_RETENTION_BATCH_SIZE' },
+    /** Finished jobs and their output are deleted this long after they finished. Default 7 days. */
+    finishedJobsMs: intKey('Keep finished jobs', 7 * 86_400_000, 'PROXY_RETENTION_FINISHED_JOBS_MS'),
+    /** Agents not seen for this long are deleted. Default 7 days. */
+    offlineAgentsMs: intKey('Keep offline agents', 7 * 86_400_000, 'PROXY_RETENTION_OFFLINE_AGENTS_MS'),
+    /** Period of the sweep (retention and queued-job expiry). Default 10 000 ms. */
+    sweepIntervalMs: intKey('Sweep period', 10_000, 'PROXY_RETENTION_SWEEP_INTERVAL_MS'),
+    /** Rows deleted per statement: a sweep never holds the store for long. Default 1 000. */
+    batchSize: intKey('Rows per delete', 1000, 'PROXY_RETENTION_BATCH_SIZE'),
   },
-  queueTimeoutMs: { doc: 'Default queue timeout of a job', format: positiveInt('queueTimeoutMs'), default: 86_400_000, env: 'PROXY_QUEUE_TIMEOUT_MS' },
-  requestTimeoutMs: { doc: 'Time to receive a whole request', format: positiveInt('requestTimeoutMs'), default: 30_000, env: 'PROXY_REQUEST_TIMEOUT_MS' },
+  /** A job still queued this long after enqueue ends `failed`/`expired`, unless it names its own. Default 24 h (env PROXY_QUEUE_TIMEOUT_MS). */
+  queueTimeoutMs: intKey('Default queue timeout of a job', 86_400_000, 'PROXY_QUEUE_TIMEOUT_MS'),
+  /** Time a client has to send a whole request (headers and body); slower clients are dropped. Default 30 000 ms (env PROXY_REQUEST_TIMEOUT_MS). */
+  requestTimeoutMs: intKey('Time to receive a whole request', 30_000, 'PROXY_REQUEST_TIMEOUT_MS'),
+  /**
+   * Accept job types this proxy does not know (for agents newer than the
+   * proxy); their payload and resource are not checked. Default false: an
+   * unknown type is 400 at enqueue (env PROXY_ACCEPT_UNKNOWN_TYPES).
+   */
   acceptUnknownTypes: { doc: 'Accept job types this proxy does not know', format: Boolean, default: false, env: 'PROXY_ACCEPT_UNKNOWN_TYPES' },
+  /** Agent versions the operator deploys: strict semver `MAJOR.MINOR.PATCH[-prerelease]`, or null (not checked). */
   agents: {
-    latestVersion: { doc: 'Newest agent version (semver)', format: semverOrNull('agents.latestVersion'), default: null, env: 'PROXY_AGENT_LATEST_VERSION' },
-    minVersion: { doc: 'Oldest agent version served (semver)', format: semverOrNull('agents.minVersion'), default: null, env: 'PROXY_AGENT_MIN_VERSION' },
+    /** The newest agent version: older agents are `outdated` and warn once an hour. Default null (env PROXY_AGENT_LATEST_VERSION). */
+    latestVersion: { doc: 'Newest agent version (semver)', format: semverOrNull, default: null as string | null, env: 'PROXY_AGENT_LATEST_VERSION' },
+    /** The oldest agent version served: older or unparseable ones get 426 upgrade_required. Default null (env PROXY_AGENT_MIN_VERSION). */
+    minVersion: { doc: 'Oldest agent version served (semver)', format: semverOrNull, default: null as string | null, env: 'PROXY_AGENT_MIN_VERSION' },
   },
 };
+
+/** The integration-proxy's configuration (DESIGN "Proxy configuration"), derived from the schema above. */
+export type ProxyConfig = ConvictValues<typeof schema>;
+/** Agent versions (config `agents.*`). */
+export type ProxyAgentVersions = ProxyConfig['agents'];
+/** Quotas (config `quotas.*`). */
+export type ProxyQuotas = ProxyConfig['quotas'];
+/** Retention (config `retention.*`). */
+export type ProxyRetention = ProxyConfig['retention'];
 
 /**
  * Loads the proxy config from `opts.file` (or PROXY_CONFIG), the environment
@@ -192,7 +137,7 @@ const schema: convict.Schema<ProxyConfig> = {
 export function loadProxyConfig(opts: LoadOptions = {}): ProxyConfig {
   const env = opts.env ?? process.env;
   const file = opts.file ?? env.PROXY_CONFIG;
-  const cfg = loadConvict(schema, { ...opts, env, file });
+  const cfg = loadConvict<ProxyConfig>(schema, { ...opts, env, file });
   if ((cfg.tls.certFile === null) !== (cfg.tls.keyFile === null)) {
     throw new OutpostError('config_error', 'invalid configuration: tls.certFile and tls.keyFile must be set together');
   }

@@ -86,7 +86,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
 
   const watch = new JobWatch({ clock });
   const waiters = new Waiters(
-    {},
+    { recheckMs: config.wakeRecheckMs },
     { clock, log, recheck: (pool, cap) => (stores ? stores.jobs.availableNow(pool, cap) : Promise.resolve([])) },
   );
   const metrics = createProxyMetrics({
@@ -171,7 +171,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
         logger: false,
         bodyLimit: config.bodyLimitBytes,
         // Above the 60 s idle cut of common load balancers (headersTimeout: see below).
-        keepAliveTimeout: 65_000,
+        keepAliveTimeout: config.keepAliveTimeoutMs,
         // Bounds receiving a request (headers and body), not the answer: a long poll, received at once, is not cut.
         requestTimeout: config.requestTimeoutMs,
         ...(tls ? { https: { ...tls, connectionsCheckingInterval: CONNECTIONS_CHECK_MS } } : { http: { connectionsCheckingInterval: CONNECTIONS_CHECK_MS } }),
@@ -189,7 +189,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       // wait into headersTimeout. Node 20 counts from a request's first byte (measured: an idle connection
       // outlives a 2 s headersTimeout), and checks requestTimeout only when headersTimeout is not above it,
       // so both bound a request's arrival and idle keep-alive stays 65 s.
-      server.server.headersTimeout = Math.min(66_000, config.requestTimeoutMs);
+      server.server.headersTimeout = Math.min(config.keepAliveTimeoutMs + 1000, config.requestTimeoutMs);
       const auth = new Authenticator({ adminToken: config.adminToken }, { tokens: s.tokens, clock, log });
       // Per-token request rate: checked after authentication (onRequest), before the body is read (rate-limit.ts).
       await registerRateLimit(server, { max: quotas.requestsPerToken, timeWindowMs: quotas.requestWindowMs }, { onExceeded: () => onQuota('requests_per_token') });

@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { createAgent, type Agent, type AgentDeps } from '../../lib/agent/agent.js';
-import type { AgentConfig } from '../../lib/config/agent.js';
+import { agentConfigDefaults, type AgentConfig } from '../../lib/config/agent.js';
 import { createLogger, silentLogger, type Logger } from '../../lib/log/index.js';
 
 // The in-process test proxy is `startTestProxy` in spec/fixtures/proxy-server.ts (one helper for every suite);
@@ -9,15 +9,17 @@ import { createLogger, silentLogger, type Logger } from '../../lib/log/index.js'
 /** An agent config for tests: health on a free loopback port, short waits. */
 export function testAgentConfig(proxy: { url: string; agentToken: string }, over: Partial<AgentConfig> = {}): AgentConfig {
   const { proxy: proxyOver, ...rest } = over;
+  const defaults = agentConfigDefaults();
   return {
+    ...defaults,
     concurrency: 4,
     shutdownGraceMs: 2000,
     health: { host: '127.0.0.1', port: 0 },
-    log: { level: 'debug', format: 'json' },
+    log: { ...defaults.log, level: 'debug', format: 'json' },
     agentId: `agent-${Math.random().toString(36).slice(2, 10)}`,
     resources: {},
     ...rest,
-    proxy: { url: proxy.url, token: proxy.agentToken, tokenFile: null, caFile: null, waitMs: 2000, insecureSkipTlsVerify: false, ...proxyOver },
+    proxy: { ...defaults.proxy, url: proxy.url, token: proxy.agentToken, tokenFile: null, caFile: null, waitMs: 2000, insecureSkipTlsVerify: false, ...proxyOver },
   };
 }
 
