@@ -1,16 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { Type, type Static } from '@sinclair/typebox';
-import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { Filter } from 'ldapts';
+import { compileResourceSchema, freezeOptions, IntIn, resolvePassword, SecretFields, Strict, type SecretDeps } from '../../config/resource.js';
 import { OutpostError } from '../../util/errors.js';
-import { registerSecret } from '../../util/redact.js';
 import { compileEntitlements, compileGlobs, EntitlementsSchema, MAX_PATTERN_LENGTH, type EntitlementRules } from '../entitlements.js';
-import type { ConnectorDeps } from '../types.js';
 import { AttributePolicy } from './attributes.js';
 import { DnSyntaxError, isUnderDN, parseDN, parseFilterStrict, type Rdn } from './dn.js';
 import { AccountsSchema, parseAccounts, type AccountSettings } from './lifecycle-config.js';
 
-const Strict = { additionalProperties: false } as const;
 const AttrName = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9;.-]*$' });
 
 /**
@@ -27,10 +24,11 @@ export const LdapResourceSchema = Type.Object(
     startTls: Type.Optional(Type.Boolean()),
     /** The service account's DN; with `flavor: "ad"` also `svc@corp.example` (UPN) or `CORP\\svc`. */
     bindDN: Type.String({ minLength: 1, maxLength: 2048 }),
-    /** File holding the bind password (a Kubernetes secret mount); re-read for every new connection. */
-    passwordFile: Type.Optional(Type.String({ minLength: 1 })),
-    /** The bind password itself, when the agent config maps it from the environment. */
-    password: Type.Optional(Type.String({ minLength: 1 })),
+    /**
+     * The bind password: exactly one of `passwordFile` (re-read for every new connection, so a rotated
+     * secret works without a restart), `passwordEnv` or `password` (lib/config/resource.ts SecretFields).
+     */
+    ...SecretFields,
     /** Nothing outside this subtree is ever read or written. */
     baseDN: Type.String({ minLength: 1, maxLength: 2048 }),
     /** `openldap` (default) or `ad`: account state, uid attribute, group classes, ranged retrieval. */
@@ -44,11 +42,11 @@ export const LdapResourceSchema = Type.Object(
     /** Default AD `(objectClass=group)`, OpenLDAP groupOfNames, groupOfUniqueNames or posixGroup. */
     groupFilter: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
     /** Entries per paged-results page. Default 500. */
-    pageSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    pageSize: Type.Optional(IntIn(1, 10_000)),
     /** Per LDAP request (each page counts as one). Default 30 000 ms. */
-    timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+    timeoutMs: Type.Optional(IntIn(1, 3_600_000)),
     /** TCP (and TLS) connect. Default 10 000 ms. */
-    connectTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+    connectTimeoutMs: Type.Optional(IntIn(1, 600_000)),
     tls: Type.Optional(
       Type.Object(
         {
@@ -61,15 +59,15 @@ export const LdapResourceSchema = Type.Object(
       ),
     ),
     /** Pooled, bound connections. Default 4. */
-    maxConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    maxConnections: Type.Optional(IntIn(1, 64)),
     /**
      * A pooled connection idle longer than this is closed rather than reused:
      * firewalls and AD (MaxConnIdleTime 900 s) drop idle connections, often
      * without a FIN. Default 300 000 ms.
      */
-    idleTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 86_400_000 })),
+    idleTimeoutMs: Type.Optional(IntIn(1000, 86_400_000)),
     /** Values per ranged read of a large AD group (`member;range=0-1499`). Default 1 500, AD's MaxValRange. */
-    rangeSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    rangeSize: Type.Optional(IntIn(1, 100_000)),
     /** Extra attributes copied into `attributes` of account records. */
     accountAttributes: Type.Optional(Type.Array(AttrName, { maxItems: 50 })),
     /**
@@ -107,7 +105,7 @@ export const LdapResourceSchema = Type.Object(
            * covering clock skew between agent and server and the timestamp's
            * one-second granularity. Default 300 000 ms. Unused on AD (uSNChanged).
            */
-          clockSkewMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000 })),
+          clockSkewMs: Type.Optional(IntIn(0, 86_400_000)),
         },
         Strict,
       ),
@@ -120,7 +118,7 @@ export const LdapResourceSchema = Type.Object(
            * edges, never account memberships) in memory; more groups than this
            * fail with `too_large`. Default 100 000 (~23 MB measured at ~230 bytes a group).
            */
-          maxGroups: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+          maxGroups: Type.Optional(IntIn(1, 1_000_000)),
         },
         Strict,
       ),
@@ -181,7 +179,7 @@ export interface LdapSettings {
   nestedMaxGroups: number;
 }
 
-const check = TypeCompiler.Compile(LdapResourceSchema);
+const compiled = compileResourceSchema(LdapResourceSchema);
 
 const DEFAULT_FILTERS = {
   ad: { user: '(&(objectCategory=person)(objectClass=user))', group: '(objectClass=group)' },
@@ -192,24 +190,14 @@ const DEFAULT_FILTERS = {
 } as const;
 
 /**
- * Validates one `resources.<name>` entry and applies defaults. Every problem
- * is a `config_error` naming `resources.<name>.<key>`; the password is read
- * (and registered for redaction) but never shown.
+ * Validates one `resources.<name>` entry against the schema compiled once,
+ * applies the defaults documented on its keys and returns frozen settings.
+ * Every problem is a `config_error` naming `resources.<name>.<key>`; the
+ * password is read (and registered for redaction) but never shown.
  */
-export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps: Pick<ConnectorDeps, 'readSecret'>): LdapSettings {
+export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps: SecretDeps): Readonly<LdapSettings> {
   const at = (key: string) => `resources.${name}.${key}`;
-  if (!check.Check(raw)) {
-    const problems: string[] = [];
-    for (const e of check.Errors(raw)) {
-      const key = e.path.replace(/^\//, '').replace(/\//g, '.');
-      problems.push(key ? `${at(key)}: ${e.message}` : `resources.${name}: ${e.message}`);
-      if (problems.length >= 3) break;
-    }
-    throw new OutpostError('config_error', problems.join('; '));
-  }
-  const c = raw;
-  if (!c.password && !c.passwordFile) throw new OutpostError('config_error', `${at('passwordFile')}: a password or passwordFile is required`);
-  if (c.password && c.passwordFile) throw new OutpostError('config_error', `${at('password')}: give either password or passwordFile, not both`);
+  const c = compiled.check(name, raw);
   const url = new URL(c.url);
   const secure = url.protocol === 'ldaps:';
   if (secure && c.startTls) throw new OutpostError('config_error', `${at('startTls')}: StartTLS needs an ldap:// URL`);
@@ -245,16 +233,7 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
     throw new OutpostError('config_error', `${at('search.forbiddenAttributes')}: ${(err as Error).message}`);
   }
 
-  let password: () => string;
-  if (c.passwordFile) {
-    const file = c.passwordFile;
-    deps.readSecret(file); // fail now, at startup, when the file is missing
-    password = () => deps.readSecret(file);
-  } else {
-    const value = c.password!;
-    registerSecret(value);
-    password = () => value;
-  }
+  const password = resolvePassword(at, '', c, deps, { required: true })!;
   let ca: Buffer | undefined;
   if (c.tls?.caFile) {
     try {
@@ -266,7 +245,7 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
   const userBase = c.userBase ?? c.baseDN;
   const policy = new AttributePolicy(c.search?.attributes, c.search?.forbiddenAttributes);
   const accounts = parseAccounts(at, c.accounts, { flavor, base, userBase: dn('userBase', userBase), isPassword: (a) => policy.forbidden(a) });
-  return {
+  return freezeOptions({
     name,
     url: c.url,
     secure,
@@ -297,5 +276,5 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
     accounts,
     deltaClockSkewMs: c.delta?.clockSkewMs ?? 300_000,
     nestedMaxGroups: c.nested?.maxGroups ?? 100_000,
-  };
+  });
 }
