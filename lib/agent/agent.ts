@@ -83,7 +83,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const transport = new HttpTransport({ caFile: config.proxy.caFile, insecureSkipTlsVerify: config.proxy.insecureSkipTlsVerify, env: deps.env });
   const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, leaseTimeoutSlackMs: config.proxy.leaseTimeoutSlackMs, onContact: () => presence.contact() });
   const metrics = createAgentMetrics({ agentId, version: AGENT_VERSION });
-  const keeper = new LeaseKeeper({ api, clock, log, metrics }, { agentId });
+  const keeper = new LeaseKeeper({ api, clock, log, metrics }, { agentId, heartbeatFraction: config.heartbeat.fraction, jitter: config.heartbeat.jitter });
   const reporter = new ResultReporter({ api, clock, log, metrics }, { agentId });
   // The pool's sealing key opens sealed payload secrets; libsodium loads on the first job that has one.
   const opener = new SecretOpener(config.sealing?.privateKey ?? null);

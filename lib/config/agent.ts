@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import { loadConvict, type LoadOptions } from './load.js';
-import { intKey, logSchema, type ConvictValues } from './pieces.js';
+import { intKey, logSchema, numberIn, type ConvictValues } from './pieces.js';
 import { readSecretFile, resolveSecret } from './secrets.js';
 import { OutpostError } from '../util/errors.js';
 import { registerSecret } from '../util/redact.js';
@@ -60,6 +60,13 @@ const schema = {
    * (DESIGN "presence window"; keep it equal to the proxy's `presenceMs`). Default 90 000 ms.
    */
   presenceMs: intKey('readiness: talked to the proxy within this window', 90_000, 'AGENT_PRESENCE_MS', { min: 1000, max: 86_400_000 }),
+  /** Lease renewal (DESIGN "heartbeat"): one call for all held leases every TTL × fraction, ± jitter. */
+  heartbeat: {
+    /** Heartbeat period as a fraction of the lease TTL. Default 1/3: two lost heartbeats are survivable. */
+    fraction: { doc: 'heartbeat period / lease TTL', format: numberIn(0.05, 0.5), default: 1 / 3, env: 'AGENT_HEARTBEAT_FRACTION' },
+    /** ± jitter on the heartbeat period, as a fraction of it. Default 0.1. */
+    jitter: { doc: 'heartbeat jitter (fraction of the period)', format: numberIn(0, 0.5), default: 0.1, env: 'AGENT_HEARTBEAT_JITTER' },
+  },
   /** Health server address. Default 0.0.0.0:8080; port 0 = any free port. */
   health: {
     host: { doc: 'health server host', format: String, default: '0.0.0.0', env: 'AGENT_HEALTH_HOST' },

@@ -23,6 +23,13 @@ export function intIn(min: number, max?: number): (v: unknown) => void {
   };
 }
 
+/** A convict format: a number (fractions allowed) in [min, max]. */
+export function numberIn(min: number, max: number): (v: unknown) => void {
+  return (v: unknown) => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new Error(`must be a number in [${min}, ${max}]`);
+  };
+}
+
 /**
  * A convict key holding a duration in milliseconds (or any bounded count):
  * an integer in [min, max], default min 1 and no upper bound.

@@ -86,7 +86,7 @@ export function resolvePassword(
 export interface CompiledResourceSchema<T extends TSchema> {
   readonly schema: T;
   /**
-   * Validates `raw` (a `null` value counts as absent, as in the earlier SQL
+   * Validates `raw` (a `null` or undefined value counts as absent, as in the earlier SQL
    * options) and returns it typed. Throws one `config_error` naming up to
    * three wrong keys as `resources.<name>.<key>: <why>`; never a value.
    */
@@ -124,7 +124,7 @@ export function freezeOptions<T>(value: T): Readonly<T> {
 function withoutNulls(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(withoutNulls);
   if (v === null || typeof v !== 'object') return v;
-  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null).map(([k, x]) => [k, withoutNulls(x)]));
+  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== null && x !== undefined).map(([k, x]) => [k, withoutNulls(x)]));
 }
 
 const keyOf = (path: string) => path.replace(/^\//, '').replace(/\//g, '.');

@@ -225,7 +225,8 @@ export function parseOptions(name: string, raw: Record<string, unknown>, deps: P
     }
   }
   // Read once: the drivers' pools take a string (LDAP re-reads its file per connection).
-  connection.password = resolvePassword(at, 'connection.', c, deps, { other: { what: 'a password in url', value: urlPassword } })?.();
+  const other = urlPassword !== undefined ? { what: 'a password in url', value: urlPassword } : undefined;
+  connection.password = resolvePassword(at, 'connection.', c, deps, other ? { other } : {})?.();
   if (kind === 'sqlite' && !connection.filename) fail('connection.filename', 'is required for sqlite');
   if (kind !== 'sqlite' && connection.filename) fail('connection.filename', `applies to sqlite only, not ${kind}`);
 

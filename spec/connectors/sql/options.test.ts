@@ -51,7 +51,9 @@ describe('sql resource options', () => {
     expect(url.connection).toMatchObject({ host: 'db.corp', port: 5433, user: 'svc', database: 'hr', password: 'Url@Secret-3' });
     // Every form is registered for redaction.
     expect(redact('x File-Secret-Pw-1 Env-Secret-Pw-2 Url@Secret-3')).toBe('x [REDACTED] [REDACTED] [REDACTED]');
-    configError({ kind: 'postgres', connection: { password: 'a-b-c-d', passwordFile: file } }, 'resources.hr.connection.password: set only one of password, passwordFile, passwordEnv or a password in url');
+    configError({ kind: 'postgres', connection: { password: 'a-b-c-d', passwordFile: file } }, 'resources.hr.connection.password: set only one of password, passwordFile or passwordEnv');
+    const twice = configError({ kind: 'postgres', connection: { url: 'postgres://u:In-Url-Pw-4@db/hr', passwordFile: file } }, 'resources.hr.connection.password: set only one of password, passwordFile, passwordEnv or a password in url');
+    expect(twice.message).not.toContain('In-Url-Pw-4');
     const missing = configError({ kind: 'postgres', connection: { passwordEnv: 'NOPE_PW' } }, 'resources.hr.connection.passwordEnv: environment variable NOPE_PW is not set');
     expect(missing.message).not.toContain('undefined');
     configError({ kind: 'postgres', connection: { passwordFile: join(dir, 'absent') } }, /cannot read .*absent: ENOENT/);
