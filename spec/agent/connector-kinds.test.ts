@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { CONNECTOR_LOADERS, loadConnectorKinds } from '../../lib/agent/connector-kinds.js';
 import { createAgent } from '../../lib/agent/agent.js';
 import { buildConnectors } from '../../lib/agent/connectors.js';
-import type { AgentConfig } from '../../lib/config/agent.js';
+import { agentConfigDefaults, type AgentConfig } from '../../lib/config/agent.js';
 import { silentLogger } from '../../lib/log/index.js';
 import { FakeClock } from '../fixtures/fake-clock.js';
 import { buildDist } from '../fixtures/processes.js';
@@ -29,11 +29,13 @@ describe('connector kinds (loaded on demand)', () => {
     // The real compiled agent in a fresh Node process: which CommonJS packages did start() load?
     const script = `
       const { createAgent } = await import(${JSON.stringify(`${ROOT}dist/lib/agent/agent.js`)});
+      const { agentConfigDefaults } = await import(${JSON.stringify(`${ROOT}dist/lib/config/agent.js`)});
       const { silentLogger } = await import(${JSON.stringify(`${ROOT}dist/lib/log/index.js`)});
       const { createRequire } = await import('node:module');
       const resources = JSON.parse(process.argv[1]);
-      const agent = createAgent({ proxy: { url: 'http://127.0.0.1:9', token: 'kinds-test-token-0123', tokenFile: null, caFile: null, waitMs: 25000, insecureSkipTlsVerify: false },
-        concurrency: 1, shutdownGraceMs: 0, health: { host: '127.0.0.1', port: 0 }, log: { level: 'error', format: 'json' }, agentId: 'kinds', resources }, { log: silentLogger() });
+      const defaults = agentConfigDefaults();
+      const agent = createAgent({ ...defaults, proxy: { ...defaults.proxy, url: 'http://127.0.0.1:9', token: 'kinds-test-token-0123' },
+        concurrency: 1, shutdownGraceMs: 0, health: { host: '127.0.0.1', port: 0 }, agentId: 'kinds', resources }, { log: silentLogger() });
       await agent.start();
       const loaded = Object.keys(createRequire(import.meta.url).cache);
       await agent.stop({ skipWait: true });
@@ -49,15 +51,16 @@ describe('connector kinds (loaded on demand)', () => {
   }, 60_000);
 
   it('a bad resource makes start() fail with a config_error naming it, before any lease', async () => {
-    const config = {
-      proxy: { url: 'http://127.0.0.1:9', token: 'kinds-test-token-0123', tokenFile: null, caFile: null, waitMs: 25_000, insecureSkipTlsVerify: false },
+    const defaults = agentConfigDefaults();
+    const config: AgentConfig = {
+      ...defaults,
+      proxy: { ...defaults.proxy, url: 'http://127.0.0.1:9', token: 'kinds-test-token-0123' },
       concurrency: 1,
       shutdownGraceMs: 0,
       health: { host: '127.0.0.1', port: 0 },
-      log: { level: 'error', format: 'json' },
       agentId: 'kinds-bad',
       resources: { dir: { kind: 'fake', failOn: 'x' } },
-    } as unknown as AgentConfig;
+    };
     const agent = createAgent(config, { log: silentLogger(), connectorKinds: fakeConnectorKinds() });
     await expect(agent.start()).rejects.toMatchObject({ code: 'config_error', message: expect.stringContaining('resources.dir.failOn') });
     expect(agent.stats().polls).toBe(0);
