@@ -188,9 +188,9 @@ export class JobStore {
       where.push('(created_at, id) < (?, ?)');
       bindings.push(...after);
     }
-    // Open jobs (few: bounded by the queue quota and the agents' concurrency) come from their partial
-    // index and are sorted; SQLite is told so, or it may walk a million finished jobs newest-first.
-    const hint = this.deps.db.dialect === 'sqlite' && (status === 'queued' || status === 'leased') ? `INDEXED BY outpost_jobs_${status}` : '';
+    // Open jobs (few: bounded by the queue quota and the agents' concurrency) and failed ones come from their
+    // partial index; SQLite is told so, or it may walk a million finished jobs newest-first.
+    const hint = this.deps.db.dialect === 'sqlite' && (status === 'queued' || status === 'leased' || status === 'failed') ? `INDEXED BY outpost_jobs_${status}` : '';
     return run<JobRow>(
       this.deps.db,
       `SELECT * FROM outpost_jobs ${hint} WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ${limit}`,

@@ -117,6 +117,9 @@ export async function migrate(db: Db): Promise<void> {
   const late = [
     // The expiry sweep reads queued jobs past their time (partial: only queued jobs are in it).
     `CREATE INDEX IF NOT EXISTS outpost_jobs_expiry ON outpost_jobs (expires_at) WHERE status = 'queued'`,
+    // Failed jobs of a pool, newest first, without walking its succeeded ones (operators and the peer
+    // benchmark list them); partial, so it costs only the failures.
+    `CREATE INDEX IF NOT EXISTS outpost_jobs_failed ON outpost_jobs (pool, created_at, id) WHERE status = 'failed'`,
     // Tokens made before roles: an admin flag becomes role admin, else agent; each gets a random id.
     `UPDATE outpost_tokens SET role = CASE WHEN admin = 1 THEN 'admin' ELSE 'agent' END WHERE role IS NULL`,
     db.dialect === 'postgres'
