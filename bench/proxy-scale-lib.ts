@@ -9,7 +9,7 @@ import { migrate, openDb as open, type Db } from '../lib/proxy/store/db.js';
 
 /** A store opened and migrated. */
 export async function openDb(url: string): Promise<Db> {
-  const db = open(url);
+  const db = await open(url);
   await migrate(db);
   return db;
 }

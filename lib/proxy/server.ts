@@ -132,7 +132,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
 
   async function openStore(): Promise<NonNullable<typeof stores>> {
     if (!stores) {
-      const d = openDb(config.store.url, log);
+      const d = await openDb(config.store.url, log);
       db = d;
       await migrate(d);
       stores = buildStores(d);

@@ -98,8 +98,8 @@ describe('two replicas on one PostgreSQL database', () => {
   });
 
   const noEvents: StoreEvents = { available: () => {}, availableAt: () => {}, changed: () => {} };
-  function leaseStore(): LeaseStore {
-    const d: Db = openDb(pgdb.url);
+  async function leaseStore(): Promise<LeaseStore> {
+    const d: Db = await openDb(pgdb.url);
     dbs.push(d);
     return new LeaseStore({ leaseTtlMs: TTL }, { db: d, clock, events: noEvents, replicaId: `r${dbs.length}` });
   }
@@ -124,8 +124,8 @@ describe('two replicas on one PostgreSQL database', () => {
   });
 
   it('two stores reaping the same expired leases at once expire each exactly once (fenced statement)', async () => {
-    const s1 = leaseStore();
-    const s2 = leaseStore();
+    const s1 = await leaseStore();
+    const s2 = await leaseStore();
     const batch = Array.from({ length: 50 }, () => ({ pool: a.pool, type: 'ping', maxAttempts: 10 }));
     expect((await a.admin.post('/v1/jobs/batch', { jobs: batch })).status).toBe(201);
     for (let round = 0; round < 5; round++) {

@@ -136,7 +136,7 @@ describe.each([
     }
     // Small body limit so that huge strings reach 413; short polls; nothing expires on its own during the run.
     t = await startTestProxy({ store: url, overrides: { bodyLimitBytes: 256 * 1024, maxWaitMs: 50, leaseTtlMs: 3_600_000, reaperIntervalMs: 3_600_000 } });
-    db = openDb(url);
+    db = await openDb(url);
     const other = await t.proxy.createToken({ pool: 'p2', admin: true });
     const viewer = await t.proxy.createToken({ pool: t.pool, role: 'viewer' });
     const revoked = await t.proxy.issueToken({ pool: t.pool, role: 'admin' });

@@ -1,4 +1,4 @@
-import knexPkg, { type Knex } from 'knex';
+import type { Knex } from 'knex';
 import type { Logger } from '../../log/index.js';
 import { openSqlite, SqliteConn } from './sqlite.js';
 
@@ -33,10 +33,11 @@ export function knexConfig(url: string, log?: Logger): Knex.Config {
   return { client: 'pg', connection: url, pool: { min: 0, max: 10 }, ...logging };
 }
 
-/** Opens the store of a URL (no schema work: see `migrate`). */
-export function openDb(url: string, log?: Logger): Db {
-  if (dialectOf(url) === 'postgres') return { dialect: 'postgres', knex: knexPkg(knexConfig(url, log)) };
-  return { dialect: 'sqlite', sqlite: openSqlite(url) };
+/** Opens the store of a URL (no schema work: see `migrate`). knex and pg are loaded only for PostgreSQL. */
+export async function openDb(url: string, log?: Logger): Promise<Db> {
+  if (dialectOf(url) === 'sqlite') return { dialect: 'sqlite', sqlite: openSqlite(url) };
+  const { default: knex } = await import('knex');
+  return { dialect: 'postgres', knex: knex(knexConfig(url, log)) };
 }
 
 /** Closes the store (idempotent). */
