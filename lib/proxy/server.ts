@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
-import pg from 'pg';
 import type { ProxyConfig } from '../config/proxy.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { OutpostError } from '../util/errors.js';
@@ -200,6 +199,8 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
         waiters, watch, metrics, state: () => state,
       });
       if (db!.dialect === 'postgres') {
+        // pg is loaded only for a PostgreSQL store.
+        const { default: pg } = await import('pg');
         listener = new ReplicaListener({
           clock, log, replicaId,
           connect: () => new pg.Client({ connectionString: config.store.url }),
