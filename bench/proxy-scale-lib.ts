@@ -4,13 +4,12 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import knexPkg from 'knex';
 import pg from 'pg';
-import { dialectOf, knexConfig, migrate, type Db } from '../lib/proxy/store/db.js';
+import { migrate, openDb as open, type Db } from '../lib/proxy/store/db.js';
 
 /** A store opened and migrated. */
 export async function openDb(url: string): Promise<Db> {
-  const db: Db = { knex: knexPkg(knexConfig(url)), dialect: dialectOf(url) };
+  const db = await open(url);
   await migrate(db);
   return db;
 }

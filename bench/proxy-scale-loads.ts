@@ -8,6 +8,7 @@ import { LeaseStore } from '../lib/proxy/store/leases.js';
 import { RetentionStore } from '../lib/proxy/store/retention.js';
 import { systemClock } from '../lib/util/clock.js';
 import { get, openDb, rssMb, startProxy, stopProxy } from './proxy-scale-lib.js';
+import { closeDb, run } from '../lib/proxy/store/db.js';
 
 /** Index sets compared by --hotpath. */
 export const HOT_VARIANTS = [
@@ -93,8 +94,8 @@ export async function memory(script: string, file: string): Promise<void> {
 
 export async function hotPath(url: string, drop: readonly string[]): Promise<number> {
   const db = await openDb(url);
-  for (const ix of drop) await db.knex.raw(`DROP INDEX ${ix}`);
-  if (drop.includes('outpost_jobs_pool_created')) await db.knex.raw('CREATE INDEX outpost_jobs_list ON outpost_jobs (pool, created_at)');
+  for (const ix of drop) await run(db, `DROP INDEX ${ix}`);
+  if (drop.includes('outpost_jobs_pool_created')) await run(db, 'CREATE INDEX outpost_jobs_list ON outpost_jobs (pool, created_at)');
   const events = { available() {}, availableAt() {}, changed() {} };
   const jobs = new JobStore({ db, clock: systemClock, events, replicaId: 'bench' });
   const leases = new LeaseStore({ leaseTtlMs: 60_000 }, { db, clock: systemClock, events, replicaId: 'bench' });
@@ -110,7 +111,7 @@ export async function hotPath(url: string, drop: readonly string[]): Promise<num
     done += claimed.length;
   }
   const t2 = performance.now();
-  await db.knex.destroy();
+  await closeDb(db);
   void t0;
   return Math.round(done / ((t2 - t1) / 1000));
 }
@@ -180,5 +181,5 @@ export async function purge(url: string): Promise<void> {
     if (n < 1000) break;
   }
   console.log(`\nretention (${db.dialect}): ${total} finished jobs deleted in ${((performance.now() - t0) / 1000).toFixed(1)} s, batches of 1 000, slowest batch ${worst.toFixed(1)} ms`);
-  await db.knex.destroy();
+  await closeDb(db);
 }

@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { loadProxyConfig } from '../lib/config/proxy.js';
 import { createProxyServer } from '../lib/proxy/server.js';
 import { silentLogger } from '../lib/log/index.js';
-import { dialectOf, query } from '../lib/proxy/store/db.js';
+import { closeDb, dialectOf, run } from '../lib/proxy/store/db.js';
 import { createDatabase, get, openDb, rssMb, startProxy, stopProxy, time } from './proxy-scale-lib.js';
 import { HOT_VARIANTS, hotPath, memory, purge, slowClients } from './proxy-scale-loads.js';
 
@@ -116,25 +116,25 @@ async function fill(url: string, jobs: number, agents: number): Promise<void> {
   const series = db.dialect === 'postgres' ? `generate_series(1, ${jobs}) AS s(x)` : `(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${jobs}) SELECT x FROM c) AS s`;
   const status = `CASE WHEN x % 50 = 0 THEN 'failed' WHEN x % 97 = 0 THEN 'cancelled' ELSE 'succeeded' END`;
   const pad = db.dialect === 'postgres' ? `lpad(x::text, 12, '0')` : `substr('000000000000' || x, -12, 12)`;
-  await db.knex.raw(
+  await run(db, 
     `INSERT INTO outpost_jobs (id, pool, type, resource, payload, status, attempt, max_attempts, timeout_ms, available_at, created_at, started_at, finished_at, result, agent_id, expires_at)
      SELECT 'f' || ${pad}, '${POOL}', 'listAccounts', 'ad', '{}', ${status}, 1, 3, 300000, ${now - 3_600_000} + x, ${now - 3_600_000} + x, ${now - 3_600_000} + x, ${now - 3_600_000} + x + 10,
        '{"records":10}', 'agent-' || (x % ${agents}), ${now} + 86400000 FROM ${series}`,
   );
   const queuedSeries = db.dialect === 'postgres' ? 'generate_series(1, 100) AS s(x)' : `(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) SELECT x FROM c) AS s`;
-  await db.knex.raw(
+  await run(db, 
     `INSERT INTO outpost_jobs (id, pool, type, resource, payload, status, attempt, max_attempts, timeout_ms, available_at, created_at, expires_at)
      SELECT 'q' || ${pad}, '${POOL}', 'listAccounts', 'ad', '{}', 'queued', 0, 3, 300000, ${now}, ${now} + x, ${now} + 86400000 FROM ${queuedSeries}`,
   );
   const agentSeries = db.dialect === 'postgres' ? `generate_series(1, ${agents}) AS s(x)` : `(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ${agents}) SELECT x FROM c) AS s`;
-  await db.knex.raw(
+  await run(db, 
     `INSERT INTO outpost_agents (pool, agent_id, hostname, version, resources, last_seen_at)
      SELECT '${POOL}', 'agent-' || x, 'host-' || x || '.corp.example', '0.9.0', '["ad","hr-db"]', ${now} - (x % 120) * 1000 FROM ${agentSeries}`,
   );
-  if (db.dialect === 'postgres') await db.knex.raw('ANALYZE');
-  else await db.knex.raw('ANALYZE');
+  if (db.dialect === 'postgres') await run(db, 'ANALYZE');
+  else await run(db, 'ANALYZE');
   console.log(`\n## ${db.dialect}: ${jobs} finished jobs, 100 queued, ${agents} agents inserted in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  await db.knex.destroy();
+  await closeDb(db);
 }
 
 /** The plan of each statement that must stay indexed. */
@@ -160,13 +160,13 @@ async function explain(url: string): Promise<void> {
   ];
   console.log(`\n### query plans (${db.dialect})\n`);
   for (const [what, sql, b] of statements) {
-    const rows = await query<Record<string, unknown>>(db.knex, `${db.dialect === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${sql}`, b);
+    const rows = await run<Record<string, unknown>>(db, `${db.dialect === 'postgres' ? 'EXPLAIN' : 'EXPLAIN QUERY PLAN'} ${sql}`, b);
     const plan = rows.map((r) => String(r['QUERY PLAN'] ?? r.detail)).join(' | ');
     // The statement's own time (median of 5, after one run), without HTTP or the scrape cache.
-    const t = await time(() => query(db.knex, sql, b), 5);
+    const t = await time(() => run(db, sql, b), 5);
     console.log(`- ${what} (${t.median.toFixed(2)} ms): ${plan}`);
   }
-  await db.knex.destroy();
+  await closeDb(db);
 }
 async function timings(storeUrl: string, runs: number, jobs: number, agents: number): Promise<void> {
   const { child, url, token } = await startProxy(SCRIPT, storeUrl, { quotas: { requestsPerToken: 1_000_000 } });

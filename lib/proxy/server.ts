@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Fastify, { type FastifyInstance } from 'fastify';
-import knexPkg from 'knex';
-import pg from 'pg';
 import type { ProxyConfig } from '../config/proxy.js';
 import { systemClock, type Clock } from '../util/clock.js';
 import { OutpostError } from '../util/errors.js';
@@ -11,7 +9,7 @@ import { createLogger, type Logger } from '../log/index.js';
 import { LogThrottle } from '../log/throttle.js';
 import { isValid } from '../protocol/validate.js';
 import { PoolName, PublicKey } from '../protocol/schemas.js';
-import { dialectOf, knexConfig, migrate, type Db } from './store/db.js';
+import { closeDb, migrate, openDb, type Db } from './store/db.js';
 import type { StoreEvents } from './store/events.js';
 import { LeaseStore } from './store/leases.js';
 import { JobStore } from './store/jobs.js';
@@ -133,7 +131,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
 
   async function openStore(): Promise<NonNullable<typeof stores>> {
     if (!stores) {
-      const d: Db = { knex: knexPkg(knexConfig(config.store.url, log)), dialect: dialectOf(config.store.url) };
+      const d = await openDb(config.store.url, log);
       db = d;
       await migrate(d);
       stores = buildStores(d);
@@ -201,6 +199,8 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
         waiters, watch, metrics, state: () => state,
       });
       if (db!.dialect === 'postgres') {
+        // pg is loaded only for a PostgreSQL store.
+        const { default: pg } = await import('pg');
         listener = new ReplicaListener({
           clock, log, replicaId,
           connect: () => new pg.Client({ connectionString: config.store.url }),
@@ -250,7 +250,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     await expiry.stop();
     await app?.close().catch((err: unknown) => log.warn('closing the HTTP server failed', { err }));
     await listener?.stop();
-    await db?.knex.destroy().catch((err: unknown) => log.warn('closing the store failed', { err }));
+    await (db ? closeDb(db) : Promise.resolve()).catch((err: unknown) => log.warn('closing the store failed', { err }));
     app = undefined;
     listener = undefined;
     stores = undefined;

@@ -1,11 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { join } from 'node:path';
-import knexPkg from 'knex';
 import { FakeClock } from '../fixtures/fake-clock.js';
 import { createTestDatabase, startTestProxy, tempDir, type TestProxy } from '../fixtures/proxy-server.js';
 import { waitFor } from '../fixtures/net.js';
 import { sample } from '../fixtures/metrics.js';
-import { dialectOf, knexConfig, type Db } from '../../lib/proxy/store/db.js';
+import { closeDb, openDb, run, type Db } from '../../lib/proxy/store/db.js';
 import { LeaseStore } from '../../lib/proxy/store/leases.js';
 import type { StoreEvents } from '../../lib/proxy/store/events.js';
 import { LeaseExpiry } from '../../lib/proxy/expiry.js';
@@ -94,13 +93,13 @@ describe('two replicas on one PostgreSQL database', () => {
   afterAll(async () => {
     await a?.stop();
     await b?.stop();
-    for (const d of dbs) await d.knex.destroy();
+    for (const d of dbs) await closeDb(d);
     await pgdb?.drop();
   });
 
   const noEvents: StoreEvents = { available: () => {}, availableAt: () => {}, changed: () => {} };
-  function leaseStore(): LeaseStore {
-    const d: Db = { knex: knexPkg(knexConfig(pgdb.url)), dialect: dialectOf(pgdb.url) };
+  async function leaseStore(): Promise<LeaseStore> {
+    const d: Db = await openDb(pgdb.url);
     dbs.push(d);
     return new LeaseStore({ leaseTtlMs: TTL }, { db: d, clock, events: noEvents, replicaId: `r${dbs.length}` });
   }
@@ -125,8 +124,8 @@ describe('two replicas on one PostgreSQL database', () => {
   });
 
   it('two stores reaping the same expired leases at once expire each exactly once (fenced statement)', async () => {
-    const s1 = leaseStore();
-    const s2 = leaseStore();
+    const s1 = await leaseStore();
+    const s2 = await leaseStore();
     const batch = Array.from({ length: 50 }, () => ({ pool: a.pool, type: 'ping', maxAttempts: 10 }));
     expect((await a.admin.post('/v1/jobs/batch', { jobs: batch })).status).toBe(201);
     for (let round = 0; round < 5; round++) {
@@ -138,8 +137,8 @@ describe('two replicas on one PostgreSQL database', () => {
       expect(counts[0] + counts[1]).toBe(leased.length);
       expect(seen.sort()).toEqual(leased.map((j) => j.id).sort());
     }
-    const rows = await dbs[0]!.knex.raw(`SELECT job_id, attempt, count(*) AS n FROM outpost_job_attempts WHERE outcome = 'expired' GROUP BY job_id, attempt HAVING count(*) > 1`);
-    expect(rows.rows).toEqual([]);
+    const rows = await run(dbs[0]!, `SELECT job_id, attempt, count(*) AS n FROM outpost_job_attempts WHERE outcome = 'expired' GROUP BY job_id, attempt HAVING count(*) > 1`);
+    expect(rows).toEqual([]);
   }, 30_000);
 });
 

@@ -4,8 +4,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import knexPkg, { type Knex } from 'knex';
-import { knexConfig } from '../../lib/proxy/store/db.js';
+import { closeDb, openDb, run, type Db } from '../../lib/proxy/store/db.js';
 import { HTTP_STATUS_BY_CODE } from '../../lib/protocol/errors.js';
 import { createTestDatabase, startTestProxy, tempDir, TEST_ADMIN_TOKEN, type TestProxy } from '../fixtures/proxy-server.js';
 import { RawClient, type RawAnswer } from '../fixtures/raw-http.js';
@@ -36,12 +35,12 @@ const STORE_TABLES = ['outpost_jobs', 'outpost_agents', 'outpost_output'];
 /** Rows of the tables a refused request must not change, keyed by primary key columns. */
 type Snapshot = Map<string, Map<string, string>>;
 
-async function snapshot(knex: Knex): Promise<Snapshot> {
+async function snapshot(db: Db): Promise<Snapshot> {
   const out: Snapshot = new Map();
   for (const table of STORE_TABLES) {
     const rows = new Map<string, string>();
     const cols = table === 'outpost_jobs' ? ['id'] : table === 'outpost_agents' ? ['pool', 'agent_id'] : ['job_id', 'lease_token', 'seq'];
-    for (const row of (await knex(table).select('*')) as Array<Record<string, unknown>>) {
+    for (const row of await run<Record<string, unknown>>(db, `SELECT * FROM ${table}`)) {
       rows.set(cols.map((c) => String(row[c])).join('/'), createHash('sha256').update(JSON.stringify(row)).digest('hex'));
     }
     out.set(table, rows);
@@ -120,7 +119,7 @@ describe.each([
   const tmp = tempDir();
   let dropDb: (() => Promise<void>) | undefined;
   let t: TestProxy;
-  let knex: Knex;
+  let db: Db;
   let client: RawClient;
   let world: FuzzWorld;
   let secrets: string[];
@@ -137,7 +136,7 @@ describe.each([
     }
     // Small body limit so that huge strings reach 413; short polls; nothing expires on its own during the run.
     t = await startTestProxy({ store: url, overrides: { bodyLimitBytes: 256 * 1024, maxWaitMs: 50, leaseTtlMs: 3_600_000, reaperIntervalMs: 3_600_000 } });
-    knex = knexPkg(knexConfig(url));
+    db = await openDb(url);
     const other = await t.proxy.createToken({ pool: 'p2', admin: true });
     const viewer = await t.proxy.createToken({ pool: t.pool, role: 'viewer' });
     const revoked = await t.proxy.issueToken({ pool: t.pool, role: 'admin' });
@@ -174,7 +173,7 @@ describe.each([
 
   afterAll(async () => {
     client?.close();
-    await knex?.destroy();
+    if (db) await closeDb(db);
     await t?.stop();
     await dropDb?.();
     tmp.cleanup();
@@ -190,7 +189,7 @@ describe.each([
   async function run(requests: FuzzRequest[], phase: 'anonymous' | 'refused' | 'any'): Promise<Violation[]> {
     const violations: Violation[] = [];
     const checkStore = phase !== 'any';
-    let before = checkStore ? await snapshot(knex) : null;
+    let before = checkStore ? await snapshot(db) : null;
     for (let start = 0; start < requests.length; start += CHUNK) {
       const chunk = requests.slice(start, start + CHUNK);
       let next = 0;
@@ -221,7 +220,7 @@ describe.each([
       };
       await Promise.all(Array.from({ length: CONCURRENCY }, worker));
       if (before) {
-        const after = await snapshot(knex);
+        const after = await snapshot(db);
         const changed = diff(before, after);
         if (changed) violations.push({ why: `store changed by refused requests ${start}–${start + chunk.length - 1}`, request: chunk.map(describeRequest).slice(0, 3).join(' | '), answer: changed });
         before = after;

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { openStoreKit, KIT_PRESENCE_MS, type StoreKit } from '../fixtures/proxy-store.js';
-import { query } from '../../lib/proxy/store/db.js';
+import { run } from '../../lib/proxy/store/db.js';
 import { RetentionStore } from '../../lib/proxy/store/retention.js';
 import { AgentStore } from '../../lib/proxy/store/agents.js';
 import { OutputStore } from '../../lib/proxy/store/output.js';
@@ -28,7 +28,7 @@ describe.each(['sqlite', 'postgres'] as const)('retention and paging on %s', (ki
   });
 
   async function usage(pool: string): Promise<number> {
-    const [row] = await query<{ output_bytes: number | string }>(k.db.knex, 'SELECT output_bytes FROM outpost_pool_usage WHERE pool = ?', [pool]);
+    const [row] = await run<{ output_bytes: number | string }>(k.db, 'SELECT output_bytes FROM outpost_pool_usage WHERE pool = ?', [pool]);
     return Number(row?.output_bytes ?? 0);
   }
 
@@ -55,7 +55,7 @@ describe.each(['sqlite', 'postgres'] as const)('retention and paging on %s', (ki
     expect(await k.jobs.get(old!.id)).toBeUndefined();
     expect(await k.jobs.get(open!.id)).toMatchObject({ status: 'failed' });
     expect(await k.jobs.get(recent!.id)).toMatchObject({ status: 'queued' });
-    const pages = await query(k.db.knex, 'SELECT * FROM outpost_output WHERE job_id = ?', [old!.id]);
+    const pages = await run(k.db, 'SELECT * FROM outpost_output WHERE job_id = ?', [old!.id]);
     expect(pages).toEqual([]);
     expect(await usage(pool)).toBe(0);
     expect(await retention.deleteFinished(await k.jobs.pools(), 7 * DAY_MS, 1000)).toBe(0);
@@ -177,7 +177,7 @@ describe.each(['sqlite', 'postgres'] as const)('retention and paging on %s', (ki
       everything.push(...page.jobs.map((j) => j.id));
       c = page.nextCursor ?? undefined;
     } while (c);
-    const [count] = await query<{ n: number | string }>(k.db.knex, 'SELECT COUNT(*) AS n FROM outpost_jobs');
+    const [count] = await run<{ n: number | string }>(k.db, 'SELECT COUNT(*) AS n FROM outpost_jobs');
     expect(everything).toHaveLength(Number(count!.n));
     expect(new Set(everything).size).toBe(everything.length);
     const queuedAll = await k.jobs.list(null, 'queued', 1000);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { openStoreKit, KIT_LEASE_TTL_MS, type StoreKit } from '../fixtures/proxy-store.js';
 import { Api, createTestDatabase, startTestProxy, TEST_ADMIN_TOKEN, tempDir, type TestProxy } from '../fixtures/proxy-server.js';
-import { query } from '../../lib/proxy/store/db.js';
+import { run } from '../../lib/proxy/store/db.js';
 
 /**
  * Secrets in payloads, proxy side: secret fields leave the stored payload in
@@ -23,11 +23,11 @@ describe.each(['sqlite', 'postgres'] as const)('secret fields are wiped when a j
   });
 
   async function payloadOf(id: string): Promise<Record<string, unknown>> {
-    const [row] = await query<{ payload: string }>(k.db.knex, 'SELECT payload FROM outpost_jobs WHERE id = ?', [id]);
+    const [row] = await run<{ payload: string }>(k.db, 'SELECT payload FROM outpost_jobs WHERE id = ?', [id]);
     return JSON.parse(row!.payload) as Record<string, unknown>;
   }
   async function everyRowText(): Promise<string> {
-    return JSON.stringify(await query(k.db.knex, 'SELECT * FROM outpost_jobs'));
+    return JSON.stringify(await run(k.db, 'SELECT * FROM outpost_jobs'));
   }
   const setPassword = (pool: string, password: unknown, extra: Record<string, unknown> = {}) => ({
     pool, type: 'setPassword', resource: 'db', payload: { accountId: 'alice', password, mustChange: true }, ...extra,

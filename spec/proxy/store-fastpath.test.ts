@@ -1,6 +1,10 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { openStoreKit, type StoreKit } from '../fixtures/proxy-store.js';
-import { atomic, query, run, runEach, stmt, transact, type Stmt } from '../../lib/proxy/store/db.js';
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { atomic, run, stmt, type Db, type Stmt } from '../../lib/proxy/store/db.js';
+import { SqliteConn } from '../../lib/proxy/store/sqlite.js';
+import { tempDir } from '../fixtures/proxy-server.js';
 import { newLeaseSecret } from '../../lib/proxy/store/rows.js';
 import { Authenticator } from '../../lib/proxy/http/auth.js';
 import type { TokenInfo, TokenStore } from '../../lib/proxy/store/tokens.js';
@@ -8,18 +12,18 @@ import { systemClock } from '../../lib/util/clock.js';
 import { silentLogger } from '../../lib/log/index.js';
 import type { FastifyRequest } from 'fastify';
 
-/** The store's hot-path mechanisms: they must keep the behaviour of the plain knex path. */
+/** The store's hot-path mechanisms behave the same on both dialects. */
 describe.each(['sqlite', 'postgres'] as const)('store fast paths on %s', (kind) => {
   let k: StoreKit;
   beforeAll(async () => {
     k = await openStoreKit(kind);
-    await k.db.knex.raw('CREATE TABLE fastpath_t (v TEXT NOT NULL)');
+    await run(k.db, 'CREATE TABLE fastpath_t (v TEXT NOT NULL)');
   });
   afterAll(async () => {
     await k?.close();
   });
 
-  const values = async () => (await query<{ v: string }>(k.db.knex, 'SELECT v FROM fastpath_t ORDER BY v')).map((r) => r.v);
+  const values = async () => (await run<{ v: string }>(k.db, 'SELECT v FROM fastpath_t ORDER BY v')).map((r) => r.v);
 
   it('claimJson gives the bytes JSON.stringify gives, with the stored payload spliced in', async () => {
     const pool = `json-${kind}`;
@@ -54,57 +58,57 @@ describe.each(['sqlite', 'postgres'] as const)('store fast paths on %s', (kind) 
   });
 });
 
-describe('SQLite statements beside a knex transaction', () => {
-  let k: StoreKit;
-  beforeAll(async () => {
-    k = await openStoreKit('sqlite');
-    await k.db.knex.raw('CREATE TABLE fastpath_t (v TEXT NOT NULL)');
+describe('the SQLite connection (better-sqlite3, no knex)', () => {
+  let dir: { dir: string; cleanup(): void };
+  let raw: Database.Database;
+  let c: SqliteConn;
+  let prepares = 0;
+  beforeAll(() => {
+    dir = tempDir();
+    raw = new Database(join(dir.dir, 'conn.db'));
+    const prepare = raw.prepare.bind(raw);
+    raw.prepare = ((sql: string) => {
+      prepares++;
+      return prepare(sql);
+    }) as typeof raw.prepare;
+    c = new SqliteConn(raw);
+    c.exec('CREATE TABLE fastpath_t (v TEXT NOT NULL)');
   });
-  afterAll(async () => {
-    await k?.close();
-  });
-
-  it('a statement issued while a knex transaction is open waits for it and never joins it', async () => {
-    let pending: Promise<unknown> | undefined;
-    let seenInside: string[] = [];
-    await expect(
-      k.db.knex.transaction(async (trx) => {
-        await trx.raw('INSERT INTO fastpath_t (v) VALUES (?)', ['in-trx']);
-        // The connection is held by the transaction: these must queue, not run inside it.
-        pending = Promise.all([
-          run(k.db, 'INSERT INTO fastpath_t (v) VALUES (?)', ['run']),
-          runEach(k.db, 'INSERT INTO fastpath_t (v) VALUES (?)', [['each-1'], ['each-2']]),
-          transact(k.db, (q) => q('INSERT INTO fastpath_t (v) VALUES (?)', ['transact'])),
-        ]);
-        await new Promise((r) => setImmediate(r));
-        seenInside = (await query<{ v: string }>(trx, 'SELECT v FROM fastpath_t ORDER BY v')).map((r) => r.v);
-        throw new Error('roll back');
-      }),
-    ).rejects.toThrow('roll back');
-    await pending;
-    expect(seenInside).toEqual(['in-trx']);
-    const after = (await query<{ v: string }>(k.db.knex, 'SELECT v FROM fastpath_t ORDER BY v')).map((r) => r.v);
-    expect(after).toEqual(['each-1', 'each-2', 'run', 'transact']);
+  afterAll(() => {
+    c?.close();
+    dir?.cleanup();
   });
 
-  it('transact rolls back when its function throws, and the connection stays usable', async () => {
-    await expect(
-      transact(k.db, (q) => {
-        q('INSERT INTO fastpath_t (v) VALUES (?)', ['doomed']);
+  it('prepares a statement once and reuses it', () => {
+    const before = prepares;
+    for (let i = 0; i < 50; i++) c.all('INSERT INTO fastpath_t (v) VALUES (?)', [`row-${i}`]);
+    expect(c.all<{ n: number }>('SELECT COUNT(*) AS n FROM fastpath_t WHERE v LIKE ?', ['row-%'])).toEqual([{ n: 50 }]);
+    expect(prepares - before).toBe(2);
+  });
+
+  it('a transaction rolls back when its function throws, and the connection stays usable', () => {
+    expect(() =>
+      c.transaction(() => {
+        c.all('INSERT INTO fastpath_t (v) VALUES (?)', ['doomed']);
         throw new Error('nope');
       }),
-    ).rejects.toThrow('nope');
-    expect(await run<{ n: number }>(k.db, 'SELECT COUNT(*) AS n FROM fastpath_t WHERE v = ?', ['doomed'])).toEqual([{ n: 0 }]);
+    ).toThrow('nope');
+    expect(c.all('SELECT COUNT(*) AS n FROM fastpath_t WHERE v = ?', ['doomed'])).toEqual([{ n: 0 }]);
+    c.transaction(() => c.all('INSERT INTO fastpath_t (v) VALUES (?)', ['kept']));
+    expect(c.all('SELECT v FROM fastpath_t WHERE v = ?', ['kept'])).toEqual([{ v: 'kept' }]);
   });
 
-  it('a failing statement rejects (it does not throw synchronously) and leaves no transaction open', async () => {
+  it('through the store, a failing statement rejects (it does not throw synchronously) and leaves no transaction open', async () => {
+    const db: Db = { dialect: 'sqlite', sqlite: c };
     let threw: unknown;
-    const p = run(k.db, 'INSERT INTO no_such_table (v) VALUES (?)', ['x']).catch((err: unknown) => (threw = err));
+    const p = run(db, 'INSERT INTO no_such_table (v) VALUES (?)', ['x']).catch((err: unknown) => (threw = err));
     expect(threw).toBeUndefined();
     await p;
     expect(String((threw as Error | undefined)?.message)).toMatch(/no such table/);
-    await k.db.knex.transaction(async (trx) => trx.raw('INSERT INTO fastpath_t (v) VALUES (?)', ['after-error']));
-    expect(await run(k.db, 'SELECT v FROM fastpath_t WHERE v = ?', ['after-error'])).toEqual([{ v: 'after-error' }]);
+    await atomic(db, function* () {
+      yield stmt('INSERT INTO fastpath_t (v) VALUES (?)', ['after-error']);
+    });
+    expect(await run(db, 'SELECT v FROM fastpath_t WHERE v = ?', ['after-error'])).toEqual([{ v: 'after-error' }]);
   });
 });
 

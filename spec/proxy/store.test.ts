@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { openStoreKit, KIT_LEASE_TTL_MS, KIT_PRESENCE_MS, type StoreKit } from '../fixtures/proxy-store.js';
-import { query } from '../../lib/proxy/store/db.js';
+import { run } from '../../lib/proxy/store/db.js';
 import { hashToken } from '../../lib/proxy/store/tokens.js';
 
 /** The job store against both dialects: the same behaviour on SQLite and on real PostgreSQL. */
@@ -47,13 +47,79 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     const refs = leased.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken }));
     await k.jobs.cancel(b!.id);
     const hb = await k.leases.heartbeat(pool, 'a1', [...refs, { jobId: a!.id, leaseToken: 'f'.repeat(32) + a!.id }]);
+    // Each answer is for its (jobId, leaseToken): the stale token beside the live one for job a is lost.
     expect(hb).toEqual([
       { jobId: a!.id, status: 'ok', leaseTtlMs: KIT_LEASE_TTL_MS },
       { jobId: b!.id, status: 'cancelled' },
-      { jobId: a!.id, status: 'ok', leaseTtlMs: KIT_LEASE_TTL_MS },
+      { jobId: a!.id, status: 'lost' },
     ]);
     // Another pool's agent cannot renew (or learn about) this lease.
     expect(await k.leases.heartbeat('intruder', 'x', [refs[0]!])).toEqual([{ jobId: a!.id, status: 'lost' }]);
+  });
+
+  it('answers each (jobId, leaseToken) for itself: a stale token beside the live one is lost, the live one is served', async () => {
+    const pool = freshPool();
+    await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }, { pool, type: 'ping' }, { pool, type: 'ping' }]);
+    const [j1, j2, j3, j4] = await k.leases.claim(pool, 'a1', [], 4);
+    const stale = (j: { id: string }) => '0'.repeat(32) + j.id;
+    // Heartbeat: stale first, then live (and the other way round), and a cancelled job's stale token.
+    await k.jobs.cancel(j3!.id);
+    expect(
+      await k.leases.heartbeat(pool, 'a1', [
+        { jobId: j1!.id, leaseToken: stale(j1!) },
+        { jobId: j1!.id, leaseToken: j1!.leaseToken },
+        { jobId: j2!.id, leaseToken: j2!.leaseToken },
+        { jobId: j2!.id, leaseToken: stale(j2!) },
+        { jobId: j3!.id, leaseToken: stale(j3!) },
+        { jobId: j3!.id, leaseToken: j3!.leaseToken },
+      ]),
+    ).toEqual([
+      { jobId: j1!.id, status: 'lost' },
+      { jobId: j1!.id, status: 'ok', leaseTtlMs: KIT_LEASE_TTL_MS },
+      { jobId: j2!.id, status: 'ok', leaseTtlMs: KIT_LEASE_TTL_MS },
+      { jobId: j2!.id, status: 'lost' },
+      { jobId: j3!.id, status: 'lost' },
+      { jobId: j3!.id, status: 'cancelled' },
+    ]);
+    // Results: a stale success before the live one, a stale failure after it; only the live result is kept.
+    expect(
+      await k.leases.results(pool, [
+        { jobId: j1!.id, leaseToken: stale(j1!), outcome: 'succeeded', result: { evil: true } },
+        { jobId: j1!.id, leaseToken: j1!.leaseToken, outcome: 'succeeded', result: { ok: 1 } },
+        { jobId: j2!.id, leaseToken: j2!.leaseToken, outcome: 'succeeded', result: { ok: 2 } },
+        { jobId: j2!.id, leaseToken: stale(j2!), outcome: 'failed', error: { code: 'x', message: 'stale', retryable: false } },
+      ]),
+    ).toEqual([
+      { jobId: j1!.id, status: 'lost' },
+      { jobId: j1!.id, status: 'accepted' },
+      { jobId: j2!.id, status: 'accepted' },
+      { jobId: j2!.id, status: 'lost' },
+    ]);
+    expect(await k.jobs.get(j1!.id)).toMatchObject({ status: 'succeeded', result: { ok: 1 }, error: null });
+    expect(await k.jobs.get(j2!.id)).toMatchObject({ status: 'succeeded', result: { ok: 2 }, error: null });
+    // A repeat of the live result is still accepted; the stale one is still lost.
+    expect(
+      await k.leases.results(pool, [
+        { jobId: j1!.id, leaseToken: j1!.leaseToken, outcome: 'succeeded', result: { ok: 1 } },
+        { jobId: j1!.id, leaseToken: stale(j1!), outcome: 'succeeded', result: { evil: true } },
+      ]),
+    ).toEqual([
+      { jobId: j1!.id, status: 'accepted' },
+      { jobId: j1!.id, status: 'lost' },
+    ]);
+    // Release: the stale token releases nothing, the live one releases the job once.
+    expect(
+      await k.leases.release(pool, [
+        { jobId: j4!.id, leaseToken: stale(j4!) },
+        { jobId: j4!.id, leaseToken: j4!.leaseToken },
+      ]),
+    ).toEqual([
+      { jobId: j4!.id, status: 'lost' },
+      { jobId: j4!.id, status: 'released' },
+    ]);
+    expect(await k.jobs.get(j4!.id)).toMatchObject({ status: 'queued', attempt: 0 });
+    const ended = await run<{ outcome: string }>(k.db, 'SELECT outcome FROM outpost_job_attempts WHERE job_id = ?', [j4!.id]);
+    expect(ended).toEqual([{ outcome: 'released' }]);
   });
 
   it('results: batched success, repeats are no-ops, stale tokens are lost and change nothing', async () => {
@@ -177,7 +243,7 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     await k.leases.release(pool, [{ jobId: job!.id, leaseToken: l1!.leaseToken }]);
     const [l2] = await k.leases.claim(pool, 'a2', ['ad'], 1);
     expect(await k.jobs.get(job!.id)).toMatchObject({ outputRecords: 0 });
-    const oldPages = await query(k.db.knex, 'SELECT seq FROM outpost_output WHERE job_id = ? AND lease_token = ?', [job!.id, l1!.leaseToken]);
+    const oldPages = await run(k.db, 'SELECT seq FROM outpost_output WHERE job_id = ? AND lease_token = ?', [job!.id, l1!.leaseToken]);
     expect(oldPages).toEqual([]);
     expect(await k.output.append(pool, job!.id, l2!.leaseToken, 0, [{ n: 'a' }])).toBe('accepted');
     expect(await k.output.append(pool, job!.id, l2!.leaseToken, 1, Array.from({ length: 40 }, (_, i) => ({ i })))).toBe('accepted');
@@ -208,7 +274,7 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     const { token } = await k.tokens.create({ pool, role: 'admin' });
     expect(await k.tokens.lookup(token)).toMatchObject({ pool, role: 'admin', revokedAt: null, expiresAt: null });
     expect(await k.tokens.lookup(token + 'x')).toBeUndefined();
-    const rows = await query<Record<string, unknown>>(k.db.knex, 'SELECT * FROM outpost_tokens WHERE pool = ?', [pool]);
+    const rows = await run<Record<string, unknown>>(k.db, 'SELECT * FROM outpost_tokens WHERE pool = ?', [pool]);
     expect(rows.length).toBe(1);
     expect(rows[0]!.hash).toBe(hashToken(token));
     expect(JSON.stringify(rows)).not.toContain(token);

@@ -4,7 +4,7 @@ import { openStoreKit, type StoreKit } from '../fixtures/proxy-store.js';
 import { Api, createTestDatabase, startTestProxy, testProxyConfig, type TestProxy } from '../fixtures/proxy-server.js';
 import { Authenticator } from '../../lib/proxy/http/auth.js';
 import { hashToken, parseExpiry } from '../../lib/proxy/store/tokens.js';
-import { query } from '../../lib/proxy/store/db.js';
+import { run } from '../../lib/proxy/store/db.js';
 import { createProxyServer } from '../../lib/proxy/server.js';
 import { silentLogger } from '../../lib/log/index.js';
 import { FakeClock } from '../fixtures/fake-clock.js';
@@ -113,7 +113,7 @@ describe.each(['sqlite', 'postgres'] as const)('token lifecycle on %s', (kind) =
 
   it('tokens made before roles become agent or admin with an id on migration', async () => {
     const pool = freshPool();
-    await query(k.db.knex, 'INSERT INTO outpost_tokens (hash, pool, admin, created_at) VALUES (?, ?, 1, 1), (?, ?, 0, 2)', [hashToken('opt_legacyadmin'), pool, hashToken('opt_legacyagent'), pool]);
+    await run(k.db, 'INSERT INTO outpost_tokens (hash, pool, admin, created_at) VALUES (?, ?, 1, 1), (?, ?, 0, 2)', [hashToken('opt_legacyadmin'), pool, hashToken('opt_legacyagent'), pool]);
     const { migrate } = await import('../../lib/proxy/store/db.js');
     await migrate(k.db);
     const list = await k.tokens.list(pool);

@@ -9,6 +9,7 @@ import { registerPoolRoutes } from './pool-routes.js';
 import { installErrorHandlers, sendError } from './errors.js';
 import { installJsonParser, rejectRepeatedQuery } from './json-body.js';
 import type { RouteDeps, RouteOptions } from './context.js';
+import { ping } from '../store/db.js';
 import { dashboardPage } from '../dashboard.js';
 import { accessOf } from './auth.js';
 import { metricsScope, renderMetrics } from './metrics-view.js';
@@ -70,7 +71,7 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
   app.get('/readyz', { schema: { response: { 200: Status } }, config: { doc: { summary: 'Readiness (store reachable)', responses: { '503': ERROR_RESPONSES['503']! } } } }, async (_req, reply) => {
     if (deps.state() !== 'running') return sendError(reply, new OutpostError('unavailable', 'not serving'));
     try {
-      await deps.db.knex.raw('SELECT 1');
+      await ping(deps.db);
     } catch {
       return sendError(reply, new OutpostError('unavailable', 'the job store is unreachable', { retryAfterMs: 5000 }));
     }

@@ -2,16 +2,30 @@ import type { JobAttempt, JobError, JobView } from '../../protocol/schemas.js';
 import { run, type Db } from './db.js';
 import { num } from './rows.js';
 
+/*
+ * The `outpost_job_attempts` table: one row per lease of a job, so an
+ * operator sees which agent ran each attempt and how it ended (the job row
+ * keeps only the last one). Written when a lease is claimed, and when it
+ * ends other than by success (failure, release, expiry), in the statement
+ * or transaction that ends it (sql/leases-*.ts, expiry.ts); a success is
+ * read from the job row (its result token is the lease's), which keeps the
+ * result path as it was. Deleted with the job by retention.
+ */
+
 /** How an attempt ended, as stored (`running` until it ends). */
 export type AttemptOutcome = JobAttempt['outcome'];
 
-/** One ended lease: its job and token, how it ended and, for a failure, the error the agent reported. */
-export interface AttemptEnd {
-  jobId: string;
-  leaseToken: string;
-  outcome: 'failed' | 'expired' | 'released';
-  error?: JobError | null;
-}
+/** One attempt starts. Bindings: job id, lease token, attempt, agent id, started at. */
+export const START_ATTEMPT = `INSERT INTO outpost_job_attempts (job_id, lease_token, attempt, agent_id, started_at, outcome)
+  VALUES (?, ?, ?, ?, ?, 'running') ON CONFLICT (job_id, lease_token) DO NOTHING`;
+
+/** One attempt ends (only while running: a late duplicate changes nothing). Bindings: ended at, outcome, job id, lease token. */
+export const END_ATTEMPT = `UPDATE outpost_job_attempts SET ended_at = ?, outcome = ?
+  WHERE job_id = ? AND lease_token = ? AND ended_at IS NULL`;
+
+/** As END_ATTEMPT with the agent's error. Bindings: ended at, outcome, error JSON, job id, lease token. */
+export const END_ATTEMPT_WITH_ERROR = `UPDATE outpost_job_attempts SET ended_at = ?, outcome = ?, error = ?
+  WHERE job_id = ? AND lease_token = ? AND ended_at IS NULL`;
 
 interface AttemptRow {
   lease_token: string;
@@ -25,50 +39,6 @@ interface AttemptRow {
 
 /** Attempts shown per job (`maxAttempts` ≤ 100; releases add rows). */
 const MAX_SHOWN = 100;
-/** Rows per statement: far below both dialects' bound-parameter limits. */
-const CHUNK = 200;
-
-/**
- * The `outpost_job_attempts` table: one row per lease of a job, so an
- * operator sees which agent ran each attempt and how it ended (the job row
- * keeps only the last one). Written when a lease is claimed, and when it
- * ends other than by success (failure, release, expiry); a success is read
- * from the job row (its result token is the lease's), which keeps the
- * result path as it was. Deleted with the job by retention.
- */
-export async function recordStarts(db: Db, rows: ReadonlyArray<{ id: string; attempt: number | string; lease_token: string }>, agentId: string, nowMs: number): Promise<void> {
-  for (let i = 0; i < rows.length; i += CHUNK) {
-    const part = rows.slice(i, i + CHUNK);
-    await run(
-      db,
-      `INSERT INTO outpost_job_attempts (job_id, lease_token, attempt, agent_id, started_at, outcome) VALUES ${part.map(() => "(?, ?, ?, ?, ?, 'running')").join(', ')}
-       ON CONFLICT (job_id, lease_token) DO NOTHING`,
-      part.flatMap((r) => [r.id, r.lease_token, num(r.attempt), agentId, nowMs]),
-    );
-  }
-}
-
-/** Marks attempts ended (only those still running: a late duplicate changes nothing). */
-export async function recordEnds(db: Db, ends: readonly AttemptEnd[], nowMs: number): Promise<void> {
-  const plain = new Map<string, AttemptEnd[]>();
-  for (const e of ends) {
-    if (e.error) {
-      await run(db, 'UPDATE outpost_job_attempts SET ended_at = ?, outcome = ?, error = ? WHERE job_id = ? AND lease_token = ? AND ended_at IS NULL', [
-        nowMs, e.outcome, JSON.stringify(e.error), e.jobId, e.leaseToken,
-      ]);
-    } else plain.set(e.outcome, [...(plain.get(e.outcome) ?? []), e]);
-  }
-  for (const [outcome, list] of plain) {
-    for (let i = 0; i < list.length; i += CHUNK) {
-      const part = list.slice(i, i + CHUNK);
-      await run(
-        db,
-        `UPDATE outpost_job_attempts SET ended_at = ?, outcome = ? WHERE (job_id, lease_token) IN (VALUES ${part.map(() => '(?, ?)').join(', ')}) AND ended_at IS NULL`,
-        [nowMs, outcome, ...part.flatMap((e) => [e.jobId, e.leaseToken])],
-      );
-    }
-  }
-}
 
 /**
  * The attempts of `job`, oldest first. One still `running` is the job's

@@ -52,13 +52,13 @@ export function parseNotifyPayload(payload: string): { replicaId: string; pool: 
 
 /**
  * Tells other replicas (PostgreSQL only) that work is available. Inside a
- * transaction the NOTIFY is delivered at commit, so a woken replica always
+ * transaction (`trx`) the NOTIFY is delivered at commit, so a woken replica always
  * finds the rows.
  */
-export async function notifyReplicas(db: Db, k: Knex | Knex.Transaction, replicaId: string, av: Available): Promise<void> {
+export async function notifyReplicas(db: Db, trx: Knex.Transaction | undefined, replicaId: string, av: Available): Promise<void> {
   if (db.dialect !== 'postgres') return;
   for (const [pool, resources] of av) {
-    if (resources.length) await k.raw('SELECT pg_notify(?, ?)', [NOTIFY_CHANNEL, notifyPayload(replicaId, pool, resources)]);
+    if (resources.length) await (trx ?? db.knex).raw('SELECT pg_notify(?, ?)', [NOTIFY_CHANNEL, notifyPayload(replicaId, pool, resources)]);
   }
 }
 

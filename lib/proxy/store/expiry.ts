@@ -1,9 +1,9 @@
 import type { Clock } from '../../util/clock.js';
-import { run, type Db } from './db.js';
+import { query, run, type Db } from './db.js';
 import { wipeSecretsSql } from './wipe.js';
 import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
 import { num } from './rows.js';
-import { recordEnds } from './attempts.js';
+import { END_ATTEMPT } from './attempts.js';
 
 /** A lease the reaper found expired (for the proxy's log line). */
 export interface ExpiredLease {
@@ -33,14 +33,13 @@ export interface ExpiryDeps {
  * the second waits, re-checks the WHERE on the row the first wrote (READ
  * COMMITTED), finds it no longer `leased` and skips it, so each lease expires
  * once (one `expired` attempt row, one log line; `attempt + 1` happens only
- * at the next claim). Returns how many leases expired.
+ * at the next claim). The attempt rows end with it: in the same statement on
+ * PostgreSQL, in the same transaction on SQLite. Returns how many leases expired.
  */
 export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: ExpiredLease[]) => void): Promise<number> {
   const { db, clock, events } = deps;
   const now = clock.now();
-  const rows = await run<{ id: string; pool: string; status: string; resource: string | null; lease_token: string; agent_id: string | null; attempt: number | string }>(
-    db,
-    `UPDATE outpost_jobs SET
+  const expire = `UPDATE outpost_jobs SET
        status = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
        error = CASE WHEN attempt >= max_attempts
          THEN '{"code":"lease_lost","message":"lease expired after ' || attempt || ' attempts","retryable":false}'
@@ -48,12 +47,30 @@ export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: Expired
        finished_at = CASE WHEN attempt >= max_attempts THEN ? ELSE finished_at END,
        ${wipeSecretsSql(db.dialect, 'attempt >= max_attempts')},
        lease_expires_at = NULL
-     WHERE status = 'leased' AND lease_expires_at <= ? RETURNING id, pool, status, resource, lease_token, agent_id, attempt`,
-    [now, now],
-  );
+     WHERE status = 'leased' AND lease_expires_at <= ? RETURNING id, pool, status, resource, lease_token, agent_id, attempt`;
+  let rows: ReapedRow[];
+  if (db.dialect === 'sqlite') {
+    const c = db.sqlite;
+    // One transaction: the fenced UPDATE, then the attempt rows of exactly the leases it expired.
+    rows = c.transaction(() => {
+      const expired = c.all<ReapedRow>(expire, [now, now]);
+      for (const r of expired) c.all(END_ATTEMPT, [now, 'expired', r.id, r.lease_token]);
+      return expired;
+    });
+  } else {
+    // The attempt rows end in the same statement, joined to the rows this UPDATE changed.
+    rows = await query<ReapedRow>(
+      db.knex,
+      `WITH expired AS (${expire}), ended AS (
+         UPDATE outpost_job_attempts a SET ended_at = ?, outcome = 'expired'
+         FROM expired WHERE a.job_id = expired.id AND a.lease_token = expired.lease_token AND a.ended_at IS NULL
+       )
+       SELECT * FROM expired`,
+      [now, now, now],
+    );
+  }
   if (!rows.length) return 0;
   onExpired?.(rows.map((r) => ({ jobId: r.id, pool: r.pool, agentId: r.agent_id, attempt: num(r.attempt), requeued: r.status === 'queued' })));
-  await recordEnds(db, rows.map((r) => ({ jobId: r.id, leaseToken: r.lease_token, outcome: 'expired' as const })), now);
   const av: Available = new Map();
   for (const r of rows) {
     if (r.status === 'queued') bump(av, r.pool, r.resource);
@@ -61,8 +78,18 @@ export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: Expired
   }
   // Local parked polls first (they wait on this replica), then the other replicas.
   announce(events, av);
-  await notifyReplicas(db, db.knex, deps.replicaId, av);
+  await notifyReplicas(db, undefined, deps.replicaId, av);
   return rows.length;
+}
+
+interface ReapedRow {
+  id: string;
+  pool: string;
+  status: string;
+  resource: string | null;
+  lease_token: string;
+  agent_id: string | null;
+  attempt: number | string;
 }
 
 /**

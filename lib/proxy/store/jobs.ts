@@ -3,6 +3,7 @@ import type { Clock } from '../../util/clock.js';
 import { OutpostError } from '../../util/errors.js';
 import type { EnqueueRequest, JobStatus, JobView } from '../../protocol/schemas.js';
 import { marks, query, run, type Db } from './db.js';
+import type { SqliteConn } from './sqlite.js';
 import { wipeSecretsSql } from './wipe.js';
 import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
 import { newJobId, num, toJobView, type JobRow } from './rows.js';
@@ -49,6 +50,9 @@ export interface JobPage {
 }
 
 const COLUMNS = ['id', 'pool', 'type', 'resource', 'payload', 'status', 'max_attempts', 'timeout_ms', 'idempotency_key', 'available_at', 'created_at', 'expires_at'];
+const INSERT_ONE = `INSERT INTO outpost_jobs (${COLUMNS.join(', ')}) VALUES (${marks(COLUMNS.length)})
+  ON CONFLICT (pool, idempotency_key) DO NOTHING RETURNING id, pool, resource`;
+const SELECT_BY_KEY = 'SELECT id, status FROM outpost_jobs WHERE pool = ? AND idempotency_key = ?';
 
 /** The job side of the store: enqueue, read, list, cancel. */
 export class JobStore {
@@ -85,48 +89,63 @@ export class JobStore {
     const now = clock.now();
     const defaultExpiryMs = this.deps.queueTimeoutMs ?? DEFAULT_QUEUE_TIMEOUT_MS;
     const ids = items.map(() => newJobId(Date.now()));
-    const bindings: unknown[] = [];
-    const tuples: string[] = [];
-    items.forEach((j, i) => {
-      tuples.push(`(${marks(COLUMNS.length)})`);
-      bindings.push(
-        ids[i], j.pool, j.type, j.resource ?? null, JSON.stringify(j.payload ?? {}), 'queued',
-        j.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, j.timeoutMs ?? DEFAULT_TIMEOUT_MS, j.idempotencyKey ?? null, now, now,
-        expiresAtMs(j, now, defaultExpiryMs),
-      );
-    });
+    const values = items.map((j, i) => [
+      ids[i], j.pool, j.type, j.resource ?? null, JSON.stringify(j.payload ?? {}), 'queued',
+      j.maxAttempts ?? DEFAULT_MAX_ATTEMPTS, j.timeoutMs ?? DEFAULT_TIMEOUT_MS, j.idempotencyKey ?? null, now, now,
+      expiresAtMs(j, now, defaultExpiryMs),
+    ]);
     const av: Available = new Map();
-    // One INSERT is atomic by itself on SQLite; PostgreSQL needs the transaction so that NOTIFY goes out at commit.
-    const work = async (trx: Knex.Transaction | null) => {
-      const q = <T>(sql: string, b: readonly unknown[]) => (trx ? query<T>(trx, sql, b) : run<T>(db, sql, b));
-      const inserted = await q<{ id: string; pool: string; resource: string | null }>(
-        `INSERT INTO outpost_jobs (${COLUMNS.join(', ')}) VALUES ${tuples.join(', ')}
+    const out = db.dialect === 'sqlite' ? this.insertSqlite(db.sqlite, items, values, av) : await this.insertPg(db.knex, items, values, av);
+    announce(events, av);
+    return out;
+  }
+
+  /** SQLite: one prepared single-row INSERT per job, all in one transaction. */
+  private insertSqlite(c: SqliteConn, items: readonly NewJob[], values: unknown[][], av: Available): Array<{ id: string; status: JobStatus }> {
+    return c.transaction(() =>
+      items.map((j, i) => {
+        const [row] = c.all<{ id: string; pool: string; resource: string | null }>(INSERT_ONE, values[i]);
+        if (row) {
+          bump(av, row.pool, row.resource);
+          return { id: row.id, status: 'queued' as const };
+        }
+        const [first] = c.all<{ id: string; status: JobStatus }>(SELECT_BY_KEY, [j.pool, j.idempotencyKey]);
+        if (!first) throw new Error('enqueue: conflicting row vanished');
+        return first;
+      }),
+    );
+  }
+
+  /** PostgreSQL: one multi-row INSERT in a transaction, so that the NOTIFY goes out at commit. */
+  private async insertPg(knex: Knex, items: readonly NewJob[], values: unknown[][], av: Available): Promise<Array<{ id: string; status: JobStatus }>> {
+    return knex.transaction(async (trx) => {
+      const inserted = await query<{ id: string; pool: string; resource: string | null }>(
+        trx,
+        `INSERT INTO outpost_jobs (${COLUMNS.join(', ')}) VALUES ${values.map(() => `(${marks(COLUMNS.length)})`).join(', ')}
          ON CONFLICT (pool, idempotency_key) DO NOTHING RETURNING id, pool, resource`,
-        bindings,
+        values.flat(),
       );
       const fresh = new Set(inserted.map((r) => r.id));
       for (const r of inserted) bump(av, r.pool, r.resource);
       const existing = new Map<string, { id: string; status: JobStatus }>();
-      const repeats = items.filter((j, i) => !fresh.has(ids[i]!) && j.idempotencyKey);
+      const repeats = items.filter((j, i) => !fresh.has(values[i]![0] as string) && j.idempotencyKey);
       if (repeats.length) {
-        const where = repeats.map(() => '(pool = ? AND idempotency_key = ?)').join(' OR ');
-        const rows = await q<{ id: string; pool: string; idempotency_key: string; status: JobStatus }>(
-          `SELECT id, pool, idempotency_key, status FROM outpost_jobs WHERE ${where}`,
-          repeats.flatMap((j) => [j.pool, j.idempotencyKey]),
+        const rows = await query<{ id: string; pool: string; idempotency_key: string; status: JobStatus }>(
+          trx,
+          'SELECT j.id, j.pool, j.idempotency_key, j.status FROM outpost_jobs j JOIN unnest(?::text[], ?::text[]) AS r(pool, k) ON j.pool = r.pool AND j.idempotency_key = r.k',
+          [repeats.map((j) => j.pool), repeats.map((j) => j.idempotencyKey)],
         );
         for (const r of rows) existing.set(`${r.pool}\u0000${r.idempotency_key}`, { id: r.id, status: r.status });
       }
-      if (trx) await notifyReplicas(db, trx, this.deps.replicaId, av);
+      await notifyReplicas({ dialect: 'postgres', knex }, trx, this.deps.replicaId, av);
       return items.map((j, i) => {
-        if (fresh.has(ids[i]!)) return { id: ids[i]!, status: 'queued' as const };
+        const id = values[i]![0] as string;
+        if (fresh.has(id)) return { id, status: 'queued' as const };
         const first = existing.get(`${j.pool}\u0000${j.idempotencyKey}`);
         if (!first) throw new Error('enqueue: conflicting row vanished');
         return first;
       });
-    };
-    const out = db.dialect === 'sqlite' ? await work(null) : await db.knex.transaction((trx) => work(trx));
-    announce(events, av);
-    return out;
+    });
   }
 
   /** The raw row of a job, or undefined. */
@@ -169,9 +188,9 @@ export class JobStore {
       where.push('(created_at, id) < (?, ?)');
       bindings.push(...after);
     }
-    // Open jobs (few: bounded by the queue quota and the agents' concurrency) come from their partial
-    // index and are sorted; SQLite is told so, or it may walk a million finished jobs newest-first.
-    const hint = this.deps.db.dialect === 'sqlite' && (status === 'queued' || status === 'leased') ? `INDEXED BY outpost_jobs_${status}` : '';
+    // Open jobs (few: bounded by the queue quota and the agents' concurrency) and failed ones come from their
+    // partial index; SQLite is told so, or it may walk a million finished jobs newest-first.
+    const hint = this.deps.db.dialect === 'sqlite' && (status === 'queued' || status === 'leased' || status === 'failed') ? `INDEXED BY outpost_jobs_${status}` : '';
     return run<JobRow>(
       this.deps.db,
       `SELECT * FROM outpost_jobs ${hint} WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ${limit}`,

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { JobError, JobStatus, JobView, LeaseRef } from '../../protocol/schemas.js';
-import { marks } from './db.js';
+import type { JobError, JobStatus, JobView } from '../../protocol/schemas.js';
 
 /** A row of `outpost_jobs` as the drivers return it (PostgreSQL BIGINTs arrive as strings). */
 export interface JobRow {
@@ -96,27 +95,3 @@ export function newJobId(nowMs: number): string {
 export function newLeaseSecret(): string {
   return randomHex(16);
 }
-
-/** A row as the claim's RETURNING gives it. */
-export interface ClaimedRow {
-  id: string;
-  type: string;
-  resource: string | null;
-  payload: string;
-  attempt: number | string;
-  timeout_ms: number | string;
-  leases: number | string;
-  lease_token: string;
-}
-
-/** `AND lease_token = CASE id WHEN ? THEN ? … END`: one statement fences many leases. */
-export function fence(refs: readonly LeaseRef[]): { sql: string; bindings: string[] } {
-  const bindings: string[] = refs.map((r) => r.jobId);
-  const cases: string[] = [];
-  for (const r of refs) {
-    cases.push('WHEN ? THEN ?');
-    bindings.push(r.jobId, r.leaseToken);
-  }
-  return { sql: `id IN (${marks(refs.length)}) AND lease_token = CASE id ${cases.join(' ')} END`, bindings };
-}
-

@@ -1,135 +1,87 @@
-import type { Db } from './db.js';
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 
-/*
- * The SQLite hot path: prepared statements kept per connection, run on
- * knex's own pooled connection (so that knex transactions still serialise
- * with them), without the pool's acquire when the connection is idle.
- */
-
-interface SqliteStatement {
-  reader: boolean;
-  all(bindings: readonly unknown[]): unknown[];
-  run(bindings: readonly unknown[]): unknown;
-}
-interface SqliteConnection {
-  open?: boolean;
-  prepare(sql: string): SqliteStatement;
-  transaction<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
-}
-interface PoolClient {
-  acquireConnection(): Promise<SqliteConnection>;
-  releaseConnection(conn: SqliteConnection): unknown;
-  /** knex's tarn pool (absent once destroyed). */
-  pool?: {
-    numUsed?(): number;
-    numPendingAcquires?(): number;
-    numPendingCreates?(): number;
-    free?: Array<{ resource?: SqliteConnection }>;
-  };
-}
-
-/** Prepared statements per SQLite connection; bounded, since batch sizes vary the SQL text. */
-const statements = new WeakMap<SqliteConnection, Map<string, SqliteStatement>>();
+/** Prepared statements kept per connection; bounded, since IN lists and LIMITs vary the SQL text. */
 const MAX_CACHED_STATEMENTS = 512;
+/** A statement longer than this (a bulk literal) is prepared, run and not kept. */
 const MAX_CACHED_SQL_CHARS = 8192;
-/** One transaction wrapper per connection: better-sqlite3 builds a new one at every `transaction()` call. */
-const batchTransactions = new WeakMap<SqliteConnection, (stmt: SqliteStatement, lists: ReadonlyArray<readonly unknown[]>) => unknown[][]>();
-
-function prepared(conn: SqliteConnection, sql: string): SqliteStatement {
-  let cache = statements.get(conn);
-  if (!cache) statements.set(conn, (cache = new Map()));
-  let stmt = cache.get(sql);
-  if (!stmt) {
-    stmt = conn.prepare(sql);
-    // A 1 000-row insert is prepared once and not kept: its text alone is tens of KB.
-    if (sql.length <= MAX_CACHED_SQL_CHARS) {
-      if (cache.size >= MAX_CACHED_STATEMENTS) cache.clear();
-      cache.set(sql, stmt);
-    }
-  }
-  return stmt;
-}
 
 /**
- * The pool's one SQLite connection when nobody holds or awaits it (no knex
- * transaction open, no statement queued), else undefined. better-sqlite3 runs
- * a statement synchronously, so a statement run on it now cannot land inside
- * a transaction: it skips tarn's acquire (a timer and several promise hops
- * per statement) and answers within the same tick, which is what a woken
- * poll needs. Anything unexpected falls back to acquiring.
+ * The SQLite store: one better-sqlite3 connection, used directly. Every
+ * statement is prepared once and kept (knex prepared every statement anew,
+ * which doubled the cost of a claim); a batch runs in one transaction.
+ * better-sqlite3 is synchronous, so a unit of statements run here cannot
+ * interleave with another: no pool and no lock are needed in this process.
  */
-function idleConnection(client: PoolClient): SqliteConnection | undefined {
-  const pool = client.pool;
-  if (!pool?.numUsed || !pool.numPendingAcquires || !pool.numPendingCreates || !Array.isArray(pool.free)) return undefined;
-  if (pool.numUsed() || pool.numPendingAcquires() || pool.numPendingCreates()) return undefined;
-  const conn = pool.free[0]?.resource;
-  return conn && conn.open !== false && typeof conn.prepare === 'function' ? conn : undefined;
-}
+export class SqliteConn {
+  private readonly cache = new Map<string, Database.Statement<unknown[]>>();
+  private readonly tx: (fn: () => unknown) => unknown;
 
-/** Runs `fn` on the SQLite connection: directly when it is idle, else through knex's pool. */
-async function withConnection<R>(db: Db, fn: (conn: SqliteConnection) => R): Promise<R> {
-  const client = db.knex.client as unknown as PoolClient;
-  const idle = idleConnection(client);
-  if (idle) return fn(idle);
-  const conn = await client.acquireConnection();
-  try {
-    return fn(conn);
-  } finally {
-    client.releaseConnection(conn);
+  constructor(private readonly raw: Database.Database) {
+    // One wrapper, built once: better-sqlite3 builds a new one at every `transaction()` call.
+    this.tx = raw.transaction((fn: () => unknown) => fn());
   }
-}
 
-/** `run` on SQLite: a cached prepared statement on the pooled connection. */
-export async function sqliteRun<T>(db: Db, sql: string, bindings: readonly unknown[]): Promise<T[]> {
-  return withConnection(db, (conn) => {
-    const stmt = prepared(conn, sql);
-    if (stmt.reader) return stmt.all(bindings) as T[];
-    stmt.run(bindings);
+  /** Runs one statement with positional bindings; its rows (SELECT or … RETURNING), else []. */
+  all<T>(sql: string, bindings: readonly unknown[] = []): T[] {
+    const stmt = this.prepared(sql);
+    if (stmt.reader) return stmt.all(...bindings) as T[];
+    stmt.run(...bindings);
     return [];
-  });
-}
+  }
 
-/**
- * Runs one statement once per binding list inside one transaction (SQLite
- * only): a single prepared statement, no round trips. Measured 3–5× faster
- * on SQLite than one UPDATE with a CASE per item for a 32-item batch, and
- * ~20× faster than one UPDATE … FROM json_each(?) (whose plan scans the table).
- */
-export async function runEach<T>(db: Db, sql: string, bindingLists: ReadonlyArray<readonly unknown[]>): Promise<T[][]> {
-  if (db.dialect !== 'sqlite') throw new Error('runEach is for SQLite');
-  return withConnection(db, (conn) => {
-    let tx = batchTransactions.get(conn);
-    if (!tx) {
-      tx = conn.transaction((stmt: SqliteStatement, lists: ReadonlyArray<readonly unknown[]>) => lists.map((b) => (stmt.reader ? stmt.all(b) : (stmt.run(b), []))));
-      batchTransactions.set(conn, tx);
+  /**
+   * Runs `fn` in one transaction (BEGIN … COMMIT, or ROLLBACK when it throws);
+   * nested calls become savepoints. `fn` must be synchronous.
+   */
+  transaction<R>(fn: () => R): R {
+    return this.tx(fn) as R;
+  }
+
+  /** Runs statements without bindings or results (schema changes). */
+  exec(sql: string): void {
+    this.raw.exec(sql);
+  }
+
+  get open(): boolean {
+    return this.raw.open;
+  }
+
+  close(): void {
+    this.cache.clear();
+    if (this.raw.open) this.raw.close();
+  }
+
+  private prepared(sql: string): Database.Statement<unknown[]> {
+    let stmt = this.cache.get(sql);
+    if (!stmt) {
+      stmt = this.raw.prepare<unknown[]>(sql);
+      if (sql.length <= MAX_CACHED_SQL_CHARS) {
+        if (this.cache.size >= MAX_CACHED_STATEMENTS) this.cache.clear();
+        this.cache.set(sql, stmt);
+      }
     }
-    return tx(prepared(conn, sql), bindingLists) as T[][];
-  });
+    return stmt;
+  }
 }
-
-/** Runs one statement inside `transact` and returns its rows. */
-export type SyncQuery = <T>(sql: string, bindings?: readonly unknown[]) => T[];
-const wrappedTransactions = new WeakMap<SqliteConnection, (fn: () => unknown) => unknown>();
 
 /**
- * Runs `fn` in one SQLite transaction on the prepared-statement path
- * (SQLite only): BEGIN … COMMIT, or ROLLBACK when `fn` throws. `fn` is
- * synchronous, so nothing else runs on the connection meanwhile. Replaces
- * `knex.transaction` on hot paths, which builds and prepares every
- * statement and awaits between them.
+ * Opens `sqlite:<file>` in WAL with synchronous NORMAL (durable across
+ * process crashes, fast commits) and a busy timeout, so that a CLI `token
+ * create` beside a running proxy waits instead of failing.
  */
-export async function transact<R>(db: Db, fn: (q: SyncQuery) => R): Promise<R> {
-  if (db.dialect !== 'sqlite') throw new Error('transact is for SQLite');
-  return withConnection(db, (conn) => {
-    let tx = wrappedTransactions.get(conn);
-    if (!tx) wrappedTransactions.set(conn, (tx = conn.transaction((f: () => unknown) => f())));
-    const q: SyncQuery = <T>(sql: string, bindings: readonly unknown[] = []) => {
-      const stmt = prepared(conn, sql);
-      if (stmt.reader) return stmt.all(bindings) as T[];
-      stmt.run(bindings);
-      return [];
-    };
-    return tx(() => fn(q)) as R;
-  });
+export function openSqlite(url: string): SqliteConn {
+  const file = resolve(url.slice('sqlite:'.length));
+  mkdirSync(dirname(file), { recursive: true });
+  const raw = new Database(file);
+  raw.pragma('journal_mode = WAL');
+  raw.pragma('synchronous = NORMAL');
+  raw.pragma('busy_timeout = 5000');
+  raw.pragma('foreign_keys = OFF');
+  // The claim's IN-list and sorts stay in memory. Measured and left alone: a bigger
+  // cache_size or mmap_size made claims and results slower (each commit walks the
+  // page cache's hash), UPDATE … FROM json_each ~20× slower than one statement per item.
+  raw.pragma('temp_store = MEMORY');
+  return new SqliteConn(raw);
 }
-

@@ -1,0 +1,141 @@
+import type { LeaseRef, ResultItem } from '../../../protocol/schemas.js';
+import { atomic, query, type Db } from '../db.js';
+import { wipeSecretsSql } from '../wipe.js';
+import { CLAIM_SET, checkMax, failUnit, leaseKey, type ClaimArgs, type ClaimedRow, type ReleasedRow, type ResultsOutcome } from './lease-ops.js';
+
+/*
+ * The lease operations on PostgreSQL: each batch is one statement that joins
+ * the batch's (id, token) pairs, passed as two text arrays and read with
+ * `unnest`, to the jobs: `j.id = r.id AND j.lease_token = r.token`, so a
+ * stale token beside the live one matches nothing. The statement's text is
+ * the same whatever the batch size. Side writes (attempt rows) ride in the
+ * same statement as data-modifying CTEs.
+ */
+
+type PgDb = Extract<Db, { dialect: 'postgres' }>;
+type Row = { id: string; lease_token: string };
+
+const BATCH = `unnest(?::text[], ?::text[]) AS r(id, token)`;
+const FENCE = `j.id = r.id AND j.lease_token = r.token AND j.pool = ? AND j.status = 'leased'`;
+
+const pairs = (refs: readonly LeaseRef[]) => [refs.map((r) => r.jobId), refs.map((r) => r.leaseToken)];
+const keys = (rows: readonly Row[]) => new Set(rows.map((r) => leaseKey(r.id, r.lease_token)));
+
+/**
+ * Leases up to `max` queued jobs (SKIP LOCKED: replicas claim different
+ * rows) and records their attempts, in one statement; pages of earlier
+ * leases are discarded after (so a reader never sees two attempts mixed).
+ */
+export async function claim(db: PgDb, a: ClaimArgs): Promise<ClaimedRow[]> {
+  checkMax(a.max);
+  const fits = a.resources.length ? '(resource IS NULL OR resource = ANY(?::text[]))' : 'resource IS NULL';
+  const rows = await query<ClaimedRow>(
+    db.knex,
+    `WITH claimed AS (
+       UPDATE outpost_jobs SET ${CLAIM_SET}
+       WHERE id IN (SELECT id FROM outpost_jobs WHERE pool = ? AND status = 'queued' AND available_at <= ? AND ${fits}
+                    ORDER BY available_at, id LIMIT ${a.max} FOR UPDATE SKIP LOCKED)
+       RETURNING id, type, resource, payload, attempt, timeout_ms, leases, lease_token
+     ), started AS (
+       INSERT INTO outpost_job_attempts (job_id, lease_token, attempt, agent_id, started_at, outcome)
+       SELECT id, lease_token, attempt, ?, ?, 'running' FROM claimed ON CONFLICT (job_id, lease_token) DO NOTHING
+     )
+     SELECT * FROM claimed`,
+    [a.secret, a.agentId, a.leaseExpiresAtMs, a.nowMs, a.pool, a.nowMs, ...(a.resources.length ? [a.resources] : []), a.agentId, a.nowMs],
+  );
+  for (const r of rows) if (Number(r.leases) > 1) await discardPages(db, a.pool, r.id, r.lease_token);
+  return rows;
+}
+
+/** Deletes a job's pages of earlier leases and gives their bytes back to the pool's output quota, in one statement. */
+async function discardPages(db: PgDb, pool: string, jobId: string, leaseToken: string): Promise<void> {
+  await query(
+    db.knex,
+    `WITH gone AS (DELETE FROM outpost_output WHERE job_id = ? AND lease_token <> ? RETURNING bytes)
+     UPDATE outpost_pool_usage SET output_bytes = output_bytes - (SELECT SUM(bytes) FROM gone)
+     WHERE pool = ? AND (SELECT COALESCE(SUM(bytes), 0) FROM gone) > 0`,
+    [jobId, leaseToken, pool],
+  );
+}
+
+/** Renews leases; returns the keys of those renewed and of those cancelled while held by their token. */
+export async function renew(db: PgDb, pool: string, agentId: string, expiresAtMs: number, refs: readonly LeaseRef[]): Promise<{ ok: Set<string>; cancelled: Set<string> }> {
+  const ok = keys(
+    await query<Row>(
+      db.knex,
+      `UPDATE outpost_jobs j SET lease_expires_at = ?, agent_id = ? FROM ${BATCH} WHERE ${FENCE} RETURNING j.id, j.lease_token`,
+      [expiresAtMs, agentId, ...pairs(refs), pool],
+    ),
+  );
+  if (ok.size === refs.length) return { ok, cancelled: new Set() };
+  const rest = refs.filter((r) => !ok.has(leaseKey(r.jobId, r.leaseToken)));
+  const cancelled = keys(
+    await query<Row>(
+      db.knex,
+      `SELECT j.id, j.lease_token FROM outpost_jobs j JOIN ${BATCH} ON j.id = r.id AND j.lease_token = r.token
+       WHERE j.pool = ? AND j.status = 'cancelled'`,
+      [...pairs(rest), pool],
+    ),
+  );
+  return { ok, cancelled };
+}
+
+/**
+ * Records a batch of results: the successes in one statement, each failure
+ * in a transaction of its own (they are rare, and each reads its attempt to
+ * choose retry or failed), then the repeats in one read.
+ */
+export async function results(
+  db: PgDb,
+  pool: string,
+  items: readonly ResultItem[],
+  nowMs: number,
+  retryDelayMs: (attempt: number) => number,
+): Promise<ResultsOutcome> {
+  const wipe = wipeSecretsSql('postgres');
+  const out: ResultsOutcome = { accepted: new Set(), repeated: new Set(), retries: [] };
+  const succeeded = items.filter((i) => i.outcome === 'succeeded');
+  if (succeeded.length) {
+    const rows = await query<Row>(
+      db.knex,
+      `UPDATE outpost_jobs j SET status = 'succeeded', result = r.result, error = NULL, result_token = j.lease_token, finished_at = ?,
+         lease_expires_at = NULL, ${wipe}
+       FROM unnest(?::text[], ?::text[], ?::text[]) AS r(id, token, result) WHERE ${FENCE} RETURNING j.id, j.lease_token`,
+      [nowMs, ...pairs(succeeded), succeeded.map((i) => JSON.stringify(i.result ?? null)), pool],
+    );
+    for (const k of keys(rows)) out.accepted.add(k);
+  }
+  for (const i of items) {
+    if (i.outcome !== 'failed') continue;
+    const failed = await atomic(db, failUnit('postgres', pool, i, nowMs, retryDelayMs, wipe));
+    if (!failed) continue;
+    out.accepted.add(leaseKey(i.jobId, i.leaseToken));
+    if (failed.retryAtMs !== null) out.retries.push({ resource: failed.resource, atMs: failed.retryAtMs });
+  }
+  const rest = items.filter((i) => !out.accepted.has(leaseKey(i.jobId, i.leaseToken)));
+  if (rest.length) {
+    const rows = await query<{ id: string; result_token: string }>(
+      db.knex,
+      'SELECT id, result_token FROM outpost_jobs WHERE pool = ? AND id = ANY(?::text[]) AND result_token IS NOT NULL',
+      [pool, rest.map((i) => i.jobId)],
+    );
+    for (const r of rows) out.repeated.add(leaseKey(r.id, r.result_token));
+  }
+  return out;
+}
+
+/** Gives leases back without spending an attempt and ends their attempt rows `released`: one statement. */
+export async function release(db: PgDb, pool: string, nowMs: number, refs: readonly LeaseRef[]): Promise<ReleasedRow[]> {
+  return query<ReleasedRow>(
+    db.knex,
+    `WITH released AS (
+       UPDATE outpost_jobs j SET status = 'queued', attempt = attempt - 1, agent_id = NULL, lease_expires_at = NULL
+       FROM ${BATCH} WHERE ${FENCE} RETURNING j.id, j.lease_token, j.resource
+     ), ended AS (
+       UPDATE outpost_job_attempts a SET ended_at = ?, outcome = 'released'
+       FROM released WHERE a.job_id = released.id AND a.lease_token = released.lease_token AND a.ended_at IS NULL
+     )
+     SELECT * FROM released`,
+    [...pairs(refs), pool, nowMs],
+  );
+}
