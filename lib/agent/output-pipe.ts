@@ -196,7 +196,8 @@ export class OutputPipe {
     if (form.ndjson && api.outputNdjson) {
       const head = JSON.stringify({ leaseToken: job.leaseToken, seq });
       const headers: Record<string, string> = { 'content-type': NDJSON_MEDIA_TYPE };
-      let data: string | Buffer = `${head}\n${text}`;
+      // Encoded once here: got would encode a string body for its length and again on the socket.
+      let data = Buffer.from(`${head}\n${text}`);
       if (this.opts.gzip) {
         data = await gzip(data, { level: 1 });
         headers['content-encoding'] = 'gzip';
