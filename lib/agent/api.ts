@@ -90,7 +90,7 @@ export class ProxyApi {
     return this.post(`/agent/jobs/${encodeURIComponent(jobId)}/output`, body, OutputResponse, this.callTimeoutMs, signal);
   }
 
-  /** One output page in its NDJSON form (lib/agent/output-pipe.ts encodes it), gzip-compressed when `gzip`. */
+  /** One output page in its NDJSON form, encoded (and maybe gzip-compressed) by lib/agent/output-pipe.ts with its content headers. */
   outputNdjson(jobId: string, page: EncodedBody, signal?: AbortSignal): Promise<OutputResponse> {
     return this.post(`/agent/jobs/${encodeURIComponent(jobId)}/output`, page, OutputResponse, this.callTimeoutMs, signal);
   }

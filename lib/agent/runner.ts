@@ -5,7 +5,6 @@ import type { Clock } from '../util/clock.js';
 import { toWireError } from '../util/errors.js';
 import type { Dispatch } from './dispatch.js';
 import { OutputPipe, type OutputApi, type OutputPipeOptions, type PageForm } from './output-pipe.js';
-import type { Lease } from './lease.js';
 import type { LeaseKeeper } from './leases.js';
 import type { ResultReporter } from './reporter.js';
 import type { AgentMetrics } from './metrics.js';
@@ -15,8 +14,9 @@ export type { OutputApi } from './output-pipe.js';
 
 /**
  * Runs one leased job: holds its lease (lease.ts), builds its
- * OperationContext (the lease's signal, a child logger, ordered output
- * pages), dispatches it, and hands the outcome to the reporter. Never throws:
+ * OperationContext (the lease's signal, a child logger, output pages
+ * pipelined by output-pipe.ts), dispatches it, waits until every page is
+ * stored, and hands the outcome to the reporter. Never throws:
  * every failure becomes a failed result, or nothing when the lease is gone or
  * the drain released the job. A job whose fence passed before its queue slot
  * opened is not started at all.
