@@ -75,6 +75,11 @@ describe.each(['sqlite', 'postgres'] as const)('output pages on %s', (dialect) =
     expect(refused.status).toBe(413);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('too_large');
     expect((await post(Buffer.from(page), 'br')).status).toBe(400);
+    // Claimed gzip that is not (as the fuzzer sends), also with a content-type no parser takes: 400, and the proxy stays up.
+    expect((await post(Buffer.from(page))).status).toBe(400);
+    const odd = await fetch(`${t.proxy.url}/v1/agent/jobs/${id}/output`, { method: 'POST', headers: { authorization: `Bearer ${agent.token}`, 'content-type': 'text/csv', 'content-encoding': 'gzip' }, body: 'a,b\n' });
+    expect(odd.status).toBe(400);
+    expect((await t.root.get('/healthz')).status).toBe(200);
     expect((await admin.get(`/v1/jobs/${id}`)).body.outputRecords).toBe(100);
   });
 

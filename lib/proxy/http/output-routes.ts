@@ -26,6 +26,9 @@ async function inflate(req: FastifyRequest, _reply: unknown, payload: Readable):
   if (encoding !== 'gzip') throw new OutpostError('invalid_request', 'content-encoding: only gzip is accepted');
   const gunzip = createGunzip() as ReturnType<typeof createGunzip> & { receivedEncodedLength: number };
   gunzip.receivedEncodedLength = 0;
+  // A body that only claims gzip fails here: fastify answers 400 from its own listener when it reads the
+  // body; when it never does (an unsupported content-type, a body over the limit), the error must not go unhandled.
+  gunzip.on('error', () => {});
   payload.on('data', (chunk: Buffer) => (gunzip.receivedEncodedLength += chunk.length));
   payload.on('error', (err) => gunzip.destroy(err));
   return payload.pipe(gunzip);
