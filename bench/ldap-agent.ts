@@ -17,7 +17,9 @@ export interface AgentStack {
   listAccounts(): Promise<{ ms: number; records: number; agentCpuMs: number; proxyCpuMs: number }>;
   /** The agent process's peak RSS (VmHWM), last read while it ran. */
   agentPeakRssMb(): number;
-  /** Its RSS once online, before any job: the baseline the listing adds to. */
+  /** The integration-proxy's peak RSS (VmHWM), last read while it ran. */
+  proxyPeakRssMb(): number;
+  /** Its RSS once online and idle for `idleMs`, before any job: the baseline the listing adds to. */
   agentIdleRssMb: number;
   stop(): Promise<void>;
 }
@@ -51,7 +53,7 @@ async function stopChild(c: ChildProcess): Promise<void> {
   if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-export async function startAgentStack(resource: Record<string, unknown>, _workDir: string): Promise<AgentStack> {
+export async function startAgentStack(resource: Record<string, unknown>, _workDir: string, idleMs = 1000): Promise<AgentStack> {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-bench-ldap-'));
   const port = await freePort();
   const admin = `bench-admin-${process.pid}-${Date.now()}`;
@@ -77,6 +79,7 @@ export async function startAgentStack(resource: Record<string, unknown>, _workDi
   };
   const children: ChildProcess[] = [proxy];
   let peakMb = 0;
+  let proxyPeakMb = 0;
   try {
     await waitFor(async () => (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200, 20_000, 50);
     const cfgFile = join(dir, 'agent.json');
@@ -100,12 +103,15 @@ export async function startAgentStack(resource: Record<string, unknown>, _workDi
     }, 20_000, 100).catch((err: Error) => {
       throw new Error(`agent did not come online: ${err.message}\n${agent.out()}`);
     });
-    await new Promise((r) => setTimeout(r, 1000));
+    // Idle on purpose: the RSS of an agent that has only polled for `idleMs` (issue 13 measures 60 s).
+    await new Promise((r) => setTimeout(r, idleMs));
     const idleKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1] ?? 0);
     const readPeak = () => {
       try {
         const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1] ?? 0);
         peakMb = Math.max(peakMb, kb / 1024);
+        const proxyKb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${proxy.pid}/status`, 'utf8'))?.[1] ?? 0);
+        proxyPeakMb = Math.max(proxyPeakMb, proxyKb / 1024);
       } catch {
         // exited: keep the last reading
       }
@@ -131,6 +137,7 @@ export async function startAgentStack(resource: Record<string, unknown>, _workDi
         }
       },
       agentPeakRssMb: readPeak,
+      proxyPeakRssMb: () => (readPeak(), proxyPeakMb),
       agentIdleRssMb: idleKb / 1024,
       async stop() {
         readPeak();

@@ -17,6 +17,8 @@ export interface AgentRunResult {
   ms: number;
   records: number;
   agentMaxRssMb: number;
+  /** The integration-proxy's peak RSS (VmHWM), read once the output was read back. */
+  proxyMaxRssMb: number;
 }
 
 const BIN = join(fileURLToPath(import.meta.url), '..', '..', 'bin');
@@ -107,7 +109,7 @@ export async function agentRun(resource: Record<string, unknown>, dir: string, e
     const records = await countOutput(`${base}/v1/jobs/${id}/output`, admin);
     const ms = performance.now() - started;
     if (records !== expected) throw new Error(`read back ${records} records, expected ${expected}`);
-    return { ms, records, agentMaxRssMb: vmHwmMb(agent.pid!) };
+    return { ms, records, agentMaxRssMb: vmHwmMb(agent.pid!), proxyMaxRssMb: vmHwmMb(proxy.pid!) };
   } finally {
     if (agent) await stop(agent);
     await stop(proxy);

@@ -90,6 +90,11 @@ export class ProxyApi {
     return this.post(`/agent/jobs/${encodeURIComponent(jobId)}/output`, body, OutputResponse, this.callTimeoutMs, signal);
   }
 
+  /** One output page in its NDJSON form, encoded (and maybe gzip-compressed) by lib/agent/output-pipe.ts with its content headers. */
+  outputNdjson(jobId: string, page: EncodedBody, signal?: AbortSignal): Promise<OutputResponse> {
+    return this.post(`/agent/jobs/${encodeURIComponent(jobId)}/output`, page, OutputResponse, this.callTimeoutMs, signal);
+  }
+
   private async post<S extends TSchema>(path: string, body: unknown, schema: S, timeoutMs: number, signal?: AbortSignal): Promise<Static<S>> {
     if (signal?.aborted) throw abortReason(signal);
     const url = `${this.base}${API_PREFIX}${path}`;
@@ -139,9 +144,10 @@ export class ProxyApi {
   private send(url: string, body: unknown, timeoutMs: number, signal?: AbortSignal) {
     let tooLarge = false;
     let native: ClientRequest | undefined;
+    const encoded = body instanceof EncodedBody ? body : undefined;
     const request = this.transport.got.post(url, {
-      json: body,
-      headers: { authorization: `Bearer ${this.opts.token}` },
+      ...(encoded ? { body: encoded.data } : { json: body }),
+      headers: { authorization: `Bearer ${this.opts.token}`, ...encoded?.headers },
       timeout: { request: timeoutMs },
       agent: this.transport.agentsFor(url),
       responseType: 'text',
@@ -157,6 +163,14 @@ export class ProxyApi {
     });
     return { response: request, tooLarge: () => tooLarge, reusedSocket: () => native?.reusedSocket === true };
   }
+}
+
+/** A request body already encoded (not JSON-serialised by got): its bytes and their content headers. */
+export class EncodedBody {
+  constructor(
+    readonly data: string | Buffer,
+    readonly headers: Readonly<Record<string, string>>,
+  ) {}
 }
 
 /** At most this many immediate re-sends of a request whose pooled connection turned out to be closed. */

@@ -1,29 +1,22 @@
 import type { OperationContext } from '../connectors/types.js';
 import type { Logger } from '../log/index.js';
-import type { LeasedJob, OutputRequest, OutputResponse, ResultItem } from '../protocol/schemas.js';
-import { Backoff } from '../util/backoff.js';
+import type { LeasedJob, ResultItem } from '../protocol/schemas.js';
 import type { Clock } from '../util/clock.js';
-import { retry } from '../util/retry.js';
-import { coerceError, toWireError } from '../util/errors.js';
+import { toWireError } from '../util/errors.js';
 import type { Dispatch } from './dispatch.js';
-import type { Lease } from './lease.js';
+import { OutputPipe, type OutputApi, type OutputPipeOptions, type PageForm } from './output-pipe.js';
 import type { LeaseKeeper } from './leases.js';
 import type { ResultReporter } from './reporter.js';
 import type { AgentMetrics } from './metrics.js';
 import { auditFields, isWriteType, type AuditOutcome } from './audit.js';
 
-/** The part of the protocol client the runner uses. */
-export interface OutputApi {
-  output(jobId: string, body: OutputRequest, signal?: AbortSignal): Promise<OutputResponse>;
-}
-
-/** Largest page the protocol accepts; bigger pages are split. */
-const MAX_RECORDS_PER_PAGE = 10_000;
+export type { OutputApi } from './output-pipe.js';
 
 /**
  * Runs one leased job: holds its lease (lease.ts), builds its
- * OperationContext (the lease's signal, a child logger, ordered output
- * pages), dispatches it, and hands the outcome to the reporter. Never throws:
+ * OperationContext (the lease's signal, a child logger, output pages
+ * pipelined by output-pipe.ts), dispatches it, waits until every page is
+ * stored, and hands the outcome to the reporter. Never throws:
  * every failure becomes a failed result, or nothing when the lease is gone or
  * the drain released the job. A job whose fence passed before its queue slot
  * opened is not started at all.
@@ -42,7 +35,11 @@ export class JobRunner {
       dispatch: Dispatch;
       metrics?: AgentMetrics;
     },
+    private readonly opts: OutputPipeOptions = {},
   ) {}
+
+  /** The page form the proxy takes (NDJSON until a proxy of an earlier release refuses it), shared by every job. */
+  private readonly form: PageForm = { ndjson: true };
 
   /** Runs `job`, whose TTL counts from `leasedAtMs` on the monotonic clock (lease.ts leaseOriginMs). */
   async run(job: LeasedJob, leasedAtMs: number): Promise<void> {
@@ -58,13 +55,16 @@ export class JobRunner {
       jobLog().warn('job not started: its lease ran out before it could start', { stopReason: lease.stopReason });
       return;
     }
-    let writer: OperationContext['writePage'] | undefined;
+    let pipe: OutputPipe | undefined;
     const ctx: OperationContext = {
       signal: lease.signal,
       get log() {
         return jobLog();
       },
-      writePage: (records) => (writer ??= this.pageWriter(lease, jobLog))(records),
+      writePage: (records) => {
+        pipe ??= new OutputPipe({ api: this.deps.api, clock, lease, log: jobLog, form: this.form, ...(metrics ? { metrics } : {}) }, this.opts);
+        return pipe.write(records);
+      },
     };
     const startedAtMs = clock.monotonicMs();
     // winston formats (and redacts) a line before its level is checked: skip the work when debug is off.
@@ -78,7 +78,9 @@ export class JobRunner {
       ? (end: Omit<AuditOutcome, 'durationMs'>) => this.deps.log.info('audit', auditFields(job, { ...end, durationMs: clock.monotonicMs() - startedAtMs }))
       : undefined;
     try {
-      const result = await this.deps.dispatch(job, ctx);
+      const result = await this.deps.dispatch(job, ctx).finally(() => pipe?.settle());
+      // Every page is stored before the result goes out: a reader of a succeeded job sees all of them.
+      await pipe?.flush();
       // A result that arrives after the job was stopped is worthless (lost, fenced, released) or a timeout.
       if (lease.stopReason) throw lease.signal.reason;
       item = { jobId: job.id, leaseToken: job.leaseToken, outcome: 'succeeded', result: result === undefined ? null : result };
@@ -115,60 +117,5 @@ export class JobRunner {
       this.durations.set(key, child);
     }
     return child;
-  }
-
-  /**
-   * `writePage`: sends pages with seq 0, 1, 2…; resolves once stored
-   * (backpressure); retries transient failures with backoff; a page the proxy
-   * finds too large (413) is split in two, each half with its own seq. No page
-   * goes out once the job was stopped or its lease's fence has passed.
-   */
-  private pageWriter(lease: Lease, log: () => Logger): OperationContext['writePage'] {
-    const { job } = lease;
-    let seq = 0;
-    const backoff = new Backoff();
-    const send = async (page: unknown[]): Promise<void> => {
-      try {
-        await retry(
-          async () => {
-            lease.assertLive();
-            await this.deps.api.output(job.id, { leaseToken: job.leaseToken, seq, records: page }, lease.signal);
-          },
-          {
-            clock: this.deps.clock,
-            backoff,
-            signal: lease.signal,
-            // Lost, stopped and splittable pages are handled below, not retried; 401 may be a token being rotated.
-            shouldRetry: (e) => !lease.stopReason && e.code !== 'lease_lost' && !(e.code === 'too_large' && page.length > 1) && (e.retryable || e.code === 'unauthorized'),
-            onRetry: (e, delayMs) => {
-              this.deps.metrics?.backoffs.inc({ call: 'output' });
-              log().warn('writing an output page failed; retrying', { seq, code: e.code, error: e.message, retryInMs: delayMs });
-            },
-          },
-        );
-        seq++;
-      } catch (err) {
-        // Stopped, or no longer held (assertLive's own error): nothing more goes out.
-        if (lease.stopReason || !lease.held) throw lease.signal.reason ?? err;
-        const e = coerceError(err);
-        if (e.code === 'lease_lost') {
-          lease.stop('lost');
-          throw lease.signal.reason;
-        }
-        if (e.code === 'too_large' && page.length > 1) {
-          const half = Math.ceil(page.length / 2);
-          await send(page.slice(0, half));
-          await send(page.slice(half));
-          return;
-        }
-        throw e;
-      }
-    };
-    return async (records) => {
-      for (let i = 0; i === 0 || i < records.length; i += MAX_RECORDS_PER_PAGE) {
-        // Records go out as the connector made them: never rewritten by value (see lib/util/redact.ts).
-        await send(records.slice(i, i + MAX_RECORDS_PER_PAGE) as unknown[]);
-      }
-    };
   }
 }

@@ -27,9 +27,12 @@ export interface OperationContext {
   /** A child logger carrying jobId, type, resource and attempt. */
   log: Logger;
   /**
-   * Sends one page of output records. Resolves once the proxy has stored it, so
+   * Sends one page of output records. Resolves once the page is on its way and
+   * the agent's pipeline has room (a few pages unacknowledged at most), so
    * awaiting it is the listing's backpressure: a connector reads the next page
-   * only after the last one left, and memory stays at one page.
+   * while the last ones travel, and memory stays at a few pages. Rejects once a
+   * page failed (refused, lease lost). The job's result goes out only after
+   * every page was stored.
    */
   writePage(records: readonly unknown[]): Promise<void>;
 }

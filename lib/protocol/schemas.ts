@@ -119,6 +119,17 @@ export type OutputRequest = Static<typeof OutputRequest>;
 export const OutputResponse = Type.Object({ status: Type.Union([Type.Literal('accepted'), Type.Literal('duplicate')]) });
 export type OutputResponse = Static<typeof OutputResponse>;
 
+/** Media type of an output page in its NDJSON form (`POST /v1/agent/jobs/{id}/output`). */
+export const NDJSON_MEDIA_TYPE = 'application/x-ndjson';
+
+/**
+ * The first line of an output page in its NDJSON form: the lease that wrote
+ * it and its place; one record a line follows (at most 10 000). The proxy
+ * stores the record lines as sent, never parsing them into objects.
+ */
+export const OutputPageHead = Type.Object({ leaseToken: LeaseToken, seq: Type.Integer({ minimum: 0 }) }, Strict);
+export type OutputPageHead = Static<typeof OutputPageHead>;
+
 export const SucceededResult = Type.Object(
   { jobId: Id, leaseToken: LeaseToken, outcome: Type.Literal('succeeded'), result: Type.Unknown() },
   Strict,
@@ -296,7 +307,7 @@ export type PoolKeyView = Static<typeof PoolKeyView>;
 
 export const ALL_SCHEMAS: Record<string, TSchema> = {
   ErrorBody, JobError, LeaseRequest, LeasedJob, LeaseResponse, LeaseRef, HeartbeatRequest, HeartbeatResponse,
-  OutputRequest, OutputResponse, ResultItem, ResultsRequest, ResultsResponse, ReleaseRequest, ReleaseResponse,
+  OutputRequest, OutputResponse, OutputPageHead, ResultItem, ResultsRequest, ResultsResponse, ReleaseRequest, ReleaseResponse,
   EnqueueRequest, EnqueueResponse, BatchEnqueueRequest, BatchEnqueueResponse, JobView, JobList, AgentView, AgentList,
   AgentPage, GoodbyeRequest, GoodbyeResponse, JobAttempt, PoolKeyRequest, PoolKeyView,
 };

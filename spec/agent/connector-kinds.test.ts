@@ -24,30 +24,41 @@ describe('connector kinds (loaded on demand)', () => {
     expect(() => buildConnectors({ x: { kind: 'nope' } }, kinds, deps)).toThrow('unknown kind "nope" (known: ldap, mssql, mysql, postgres, sqlite)');
   });
 
-  it('an agent process loads knex only when a SQL resource is configured', () => {
+  it('an idle agent process does not load knex, even with a SQL resource; its first operation does', () => {
     buildDist();
-    // The real compiled agent in a fresh Node process: which CommonJS packages did start() load?
+    // The real compiled agent in a fresh Node process: which CommonJS packages did start() load, and a first operation?
     const script = `
       const { createAgent } = await import(${JSON.stringify(`${ROOT}dist/lib/agent/agent.js`)});
       const { agentConfigDefaults } = await import(${JSON.stringify(`${ROOT}dist/lib/config/agent.js`)});
+      const { createSqlConnector } = await import(${JSON.stringify(`${ROOT}dist/lib/connectors/sql/index.js`)});
       const { silentLogger } = await import(${JSON.stringify(`${ROOT}dist/lib/log/index.js`)});
+      const { systemClock } = await import(${JSON.stringify(`${ROOT}dist/lib/util/clock.js`)});
       const { createRequire } = await import('node:module');
       const resources = JSON.parse(process.argv[1]);
+      const knex = () => Object.keys(createRequire(import.meta.url).cache).some((f) => f.includes('/node_modules/knex/'));
       const defaults = agentConfigDefaults();
       const agent = createAgent({ ...defaults, proxy: { ...defaults.proxy, url: 'http://127.0.0.1:9', token: 'kinds-test-token-0123' },
         concurrency: 1, shutdownGraceMs: 0, health: { host: '127.0.0.1', port: 0 }, agentId: 'kinds', resources }, { log: silentLogger() });
       await agent.start();
-      const loaded = Object.keys(createRequire(import.meta.url).cache);
+      const atStart = knex();
       await agent.stop({ skipWait: true });
-      console.log(JSON.stringify({ knex: loaded.some((f) => f.includes('/node_modules/knex/')) }));
+      let afterOperation = false;
+      if (resources.db) {
+        const c = createSqlConnector('db', resources.db, { log: silentLogger(), clock: systemClock, readSecret: () => '' });
+        const ctx = { signal: new AbortController().signal, log: silentLogger(), writePage: async () => {} };
+        await c.listAccounts({}, ctx);
+        afterOperation = knex();
+        await c.close();
+      }
+      console.log(JSON.stringify({ atStart, afterOperation }));
       process.exit(0);`;
     const run = (resources: unknown) => {
       const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, JSON.stringify(resources)], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
       expect(r.stderr).toBe('');
-      return JSON.parse(r.stdout.trim().split('\n').pop()!) as { knex: boolean };
+      return JSON.parse(r.stdout.trim().split('\n').pop()!) as { atStart: boolean; afterOperation: boolean };
     };
-    expect(run({})).toEqual({ knex: false });
-    expect(run({ db: { kind: 'sqlite', connection: { filename: ':memory:' }, statements: { listAccounts: 'select 1 as id' } } })).toEqual({ knex: true });
+    expect(run({})).toEqual({ atStart: false, afterOperation: false });
+    expect(run({ db: { kind: 'sqlite', connection: { filename: ':memory:' }, statements: { listAccounts: 'select 1 as id' } } })).toEqual({ atStart: false, afterOperation: true });
   }, 60_000);
 
   it('a bad resource makes start() fail with a config_error naming it, before any lease', async () => {

@@ -42,7 +42,8 @@ describe.each(['sqlite', 'postgres'] as const)('retention and paging on %s', (ki
     const [lease] = await k.leases.claim(pool, 'a1', ['ad'], 1);
     expect(lease!.id).toBe(old!.id);
     expect(await output.append(pool, old!.id, lease!.leaseToken, 0, [{ id: 'x' }, { id: 'y' }])).toBe('accepted');
-    const bytes = Buffer.byteLength(JSON.stringify([{ id: 'x' }, { id: 'y' }]));
+    // A page is stored and counted as NDJSON: one line a record.
+    const bytes = Buffer.byteLength('{"id":"x"}\n{"id":"y"}\n');
     expect(await usage(pool)).toBe(bytes);
     await k.leases.results(pool, [{ jobId: old!.id, leaseToken: lease!.leaseToken, outcome: 'succeeded', result: { records: 2 } }]);
     await k.clock.advance(6 * DAY_MS);

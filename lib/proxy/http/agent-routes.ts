@@ -1,16 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from '@sinclair/typebox';
 import { OutpostError } from '../../util/errors.js';
 import {
   GoodbyeRequest,
   GoodbyeResponse,
   HeartbeatRequest,
   HeartbeatResponse,
-  Id,
   LeaseRequest,
   LeaseResponse,
-  OutputRequest,
-  OutputResponse,
   ReleaseRequest,
   ReleaseResponse,
   ResultsRequest,
@@ -18,10 +14,9 @@ import {
   type LeaseRef,
 } from '../../protocol/schemas.js';
 import { versionStanding } from '../../protocol/semver.js';
-import { ERROR_RESPONSES, NOT_FOUND, json } from '../../protocol/openapi.js';
+import { ERROR_RESPONSES } from '../../protocol/openapi.js';
 import type { AgentRouteDeps, RouteOptions } from './context.js';
 
-const JobParams = Type.Object({ id: Id });
 /** An agent refused with 426 retries after this (Retry-After), and is expected again by then (presence). */
 const UPGRADE_RETRY_MS = 300_000;
 
@@ -179,21 +174,4 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     const pool = await auth.agent(req);
     return { leases: await leases.release(pool, req.body.leases) };
   });
-
-  app.post<{ Body: OutputRequest; Params: { id: string } }>(
-    '/v1/agent/jobs/:id/output',
-    {
-      schema: { body: OutputRequest, params: JobParams, response: { 200: OutputResponse } },
-      config: { doc: { summary: 'Append one output page (agent token)', responses: { ...ERROR_RESPONSES, ...NOT_FOUND, '409': { description: 'lease_lost', ...json('ErrorBody') } } } },
-    },
-    async (req) => {
-      const pool = await auth.agent(req);
-      const { leaseToken, seq, records } = req.body;
-      const status = await deps.output.append(pool, req.params.id, leaseToken, seq, records);
-      // Another pool's job is "not found": a token never learns that it exists.
-      if (status === 'not_found') throw new OutpostError('not_found', 'no such job');
-      if (status === 'lost') throw new OutpostError('lease_lost', 'the lease of this job is gone');
-      return { status };
-    },
-  );
 }

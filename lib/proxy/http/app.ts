@@ -4,6 +4,7 @@ import { OutpostError } from '../../util/errors.js';
 import { ERROR_RESPONSES, type OpenApiDocument } from '../../protocol/openapi.js';
 import { collectRoutes, openApiOf } from './openapi-routes.js';
 import { registerAgentRoutes } from './agent-routes.js';
+import { registerOutputRoutes } from './output-routes.js';
 import { registerJobRoutes } from './job-routes.js';
 import { registerPoolRoutes } from './pool-routes.js';
 import { installErrorHandlers, sendError } from './errors.js';
@@ -64,6 +65,7 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
     deps.metrics.requests.inc({ route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
   });
   registerAgentRoutes(app, opts, deps);
+  registerOutputRoutes(app, deps);
   registerJobRoutes(app, opts, deps);
   registerPoolRoutes(app, deps);
 

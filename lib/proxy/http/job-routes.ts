@@ -164,10 +164,8 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
     const token = row?.lease_token;
     const output = deps.output;
     async function* lines(): AsyncGenerator<string> {
-      if (!token) return;
-      for await (const page of output.records(req.params.id, token)) {
-        yield page.map((r) => JSON.stringify(r) + '\n').join('');
-      }
+      // Pages are stored as NDJSON text: served as they are, never parsed here.
+      if (token) yield* output.ndjson(req.params.id, token);
     }
     return reply.type('application/x-ndjson').send(Readable.from(lines()));
   });

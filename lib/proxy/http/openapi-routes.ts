@@ -18,6 +18,8 @@ export interface RouteDoc {
   summary: string;
   /** The answers not in `schema.response`: errors, and bodies that are not JSON. */
   responses: OpenApiResponses;
+  /** Request media types besides JSON (an OpenAPI `content` entry each), e.g. the NDJSON output page. */
+  requestContent?: Record<string, unknown>;
 }
 
 declare module 'fastify' {
@@ -85,7 +87,10 @@ export function openApiOf(routes: readonly RegisteredRoute[]): OpenApiDocument {
   for (const r of routes) {
     const path = r.url.replace(/:(\w+)/g, '{$1}');
     const parameters = [...parametersOf(r.params, 'path'), ...parametersOf(r.querystring, 'query')];
-    const body = r.body ? { required: true, content: { 'application/json': { schema: schemaOf(r.body) } } } : undefined;
+    // A body schema per media type (fastify's `content` form) documents its JSON one; the others come from the doc.
+    const perType = (r.body as { content?: Record<string, { schema: TSchema }> } | undefined)?.content;
+    const jsonBody = perType ? perType['application/json']?.schema : r.body;
+    const body = jsonBody ? { required: true, content: { 'application/json': { schema: schemaOf(jsonBody) }, ...r.doc.requestContent } } : undefined;
     const ok: OpenApiResponses = {};
     for (const [status, s] of Object.entries(r.response ?? {})) ok[status] = { description: 'OK', content: { 'application/json': { schema: schemaOf(s) } } };
     (paths[path] ??= {})[r.method.toLowerCase()] = {

@@ -23,8 +23,8 @@ export interface OutputStoreDeps {
 /** Rolls the append's transaction back when a quota refuses the page. */
 const REFUSED = new Error('output quota');
 
-/** Pages read per query when streaming a job's output. */
-const PAGES_PER_READ = 16;
+/** Pages read per query when streaming a job's output (each up to the body limit, 4 MiB by default). */
+const PAGES_PER_READ = 8;
 
 /**
  * Output pages of listings, keyed by (job, lease token, seq): a repeated seq
@@ -38,13 +38,24 @@ export class OutputStore {
   ) {}
 
   /**
-   * Appends one page if `leaseToken` holds the job of `pool`; counts its
-   * records and bytes against the job's and the pool's quotas. One
-   * transaction: a page over a quota is rolled back (413 `too_large`), so
-   * nothing beyond the quota is stored.
+   * Appends one page of records (the old JSON page form; see appendNdjson).
    */
-  async append(pool: string, jobId: string, leaseToken: string, seq: number, records: readonly unknown[]): Promise<PageStatus> {
-    const text = JSON.stringify(records);
+  append(pool: string, jobId: string, leaseToken: string, seq: number, records: readonly unknown[]): Promise<PageStatus> {
+    let ndjson = '';
+    for (const r of records) ndjson += JSON.stringify(r) + '\n';
+    return this.appendNdjson(pool, jobId, leaseToken, seq, { ndjson, count: records.length });
+  }
+
+  /**
+   * Appends one page if `leaseToken` holds the job of `pool`: its record
+   * lines are stored as they came (NDJSON, each line ending in `\n`), never
+   * parsed; `count` lines and their bytes count against the job's and the
+   * pool's quotas. One transaction: a page over a quota is rolled back (413
+   * `too_large`), so nothing beyond the quota is stored.
+   */
+  async appendNdjson(pool: string, jobId: string, leaseToken: string, seq: number, page: { ndjson: string; count: number }): Promise<PageStatus> {
+    const text = page.ndjson;
+    const count = page.count;
     const bytes = Buffer.byteLength(text);
     const perJob = this.opts.maxBytesPerJob ?? Number.MAX_SAFE_INTEGER;
     const perPool = this.opts.maxBytesPerPool ?? Number.MAX_SAFE_INTEGER;
@@ -55,12 +66,12 @@ export class OutputStore {
          SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS
            (SELECT 1 FROM outpost_jobs WHERE id = ? AND pool = ? AND lease_token = ? AND status = 'leased')
          ON CONFLICT (job_id, lease_token, seq) DO NOTHING RETURNING seq`,
-        [jobId, leaseToken, seq, text, records.length, bytes, jobId, pool, leaseToken],
+        [jobId, leaseToken, seq, text, count, bytes, jobId, pool, leaseToken],
       );
       if (inserted.length) {
         const job = yield stmt(
           'UPDATE outpost_jobs SET output_records = output_records + ?, output_bytes = output_bytes + ? WHERE id = ? AND output_bytes + ? <= ? RETURNING id',
-          [records.length, bytes, jobId, bytes, perJob],
+          [count, bytes, jobId, bytes, perJob],
         );
         if (!job.length) refused = 'output_bytes_per_job';
         else if (bytes > perPool) refused = 'output_bytes_per_pool';
@@ -94,10 +105,11 @@ export class OutputStore {
   }
 
   /**
-   * The records of one lease's pages in seq order, a few pages per query, so
-   * that a listing of any size streams with bounded memory.
+   * The NDJSON text of one lease's pages in seq order, a page a chunk and a
+   * few pages per query, so that a listing of any size streams with bounded
+   * memory. Pages stored as JSON arrays (before NDJSON storage) are converted.
    */
-  async *records(jobId: string, leaseToken: string): AsyncGenerator<unknown[]> {
+  async *ndjson(jobId: string, leaseToken: string): AsyncGenerator<string> {
     let after = -1;
     for (;;) {
       const rows = await run<{ seq: number | string; records: string }>(
@@ -106,9 +118,33 @@ export class OutputStore {
         `SELECT seq, records FROM outpost_output WHERE job_id = ? AND lease_token = ? AND seq > ? ORDER BY seq LIMIT ${PAGES_PER_READ}`,
         [jobId, leaseToken, after],
       );
-      for (const r of rows) yield JSON.parse(r.records) as unknown[];
+      for (const r of rows) {
+        const text = r.records.length && isLegacyPage(r.records) ? legacyToNdjson(r.records) : r.records;
+        if (text.length) yield text;
+      }
       if (rows.length < PAGES_PER_READ) return;
       after = Number(rows[rows.length - 1]!.seq);
     }
   }
+
+  /** The records of one lease's pages in seq order, a page at a time (parsed: for tests and tools; the API serves ndjson()). */
+  async *records(jobId: string, leaseToken: string): AsyncGenerator<unknown[]> {
+    for await (const text of this.ndjson(jobId, leaseToken)) {
+      yield text.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as unknown);
+    }
+  }
+}
+
+/**
+ * A page stored as a JSON array by a proxy before NDJSON storage: JSON.stringify
+ * of an array ends in `]`, a stored NDJSON page always in a newline.
+ */
+function isLegacyPage(text: string): boolean {
+  return text.charCodeAt(text.length - 1) !== 0x0a;
+}
+
+function legacyToNdjson(text: string): string {
+  let out = '';
+  for (const r of JSON.parse(text) as unknown[]) out += JSON.stringify(r) + '\n';
+  return out;
 }
