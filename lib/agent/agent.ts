@@ -18,6 +18,7 @@ import { LeaseLoop } from './loop.js';
 import { ResultReporter } from './reporter.js';
 import { releaseLeases } from './release.js';
 import { JobRunner } from './runner.js';
+import { LeaseCargo } from './carry.js';
 import { AGENT_VERSION } from './version.js';
 import { createAgentMetrics } from './metrics.js';
 
@@ -42,6 +43,10 @@ export interface AgentStats {
   polls: number;
   heartbeats: number;
   resultCalls: number;
+  /** Results answered on a lease request instead of a `results` call. */
+  carriedResults: number;
+  /** Heartbeats that rode on a lease request instead of a call of their own. */
+  carriedRenewals: number;
   requests: Record<string, number>;
 }
 
@@ -93,7 +98,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const dispatch = createDispatcher({ connectors, clock, agentId, opener, unsealedAllowed });
   const runner = new JobRunner({ api, clock, log, keeper, reporter, dispatch, metrics });
   const loop = new LeaseLoop(
-    { api, clock, log, metrics, run: (job, at) => runner.run(job, at), onContact: () => presence.contact() },
+    { api, clock, log, metrics, run: (job, at) => runner.run(job, at), onContact: () => presence.contact(), cargo: new LeaseCargo({ reporter, keeper, clock, log }) },
     {
       agentId,
       hostname: deps.hostname ?? osHostname(),
@@ -178,6 +183,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
       polls: loop.polls,
       heartbeats: keeper.heartbeats,
       resultCalls: reporter.calls,
+      carriedResults: reporter.carried,
+      carriedRenewals: keeper.carriedRenewals,
       requests: { ...api.requestCounts },
     }),
     async start() {
