@@ -89,7 +89,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const presence = new Presence(clock, PRESENCE_MS);
   const transport = new HttpTransport({ caFile: config.proxy.caFile, insecureSkipTlsVerify: config.proxy.insecureSkipTlsVerify, env: deps.env });
   const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, onContact: () => presence.contact() });
-  const metrics = createAgentMetrics({ agentId, version: AGENT_VERSION });
+  // The in-flight gauge reads the loop's count when scraped (the loop is built below).
+  const metrics = createAgentMetrics({ agentId, version: AGENT_VERSION }, { running: () => loop.running });
   const keeper = new LeaseKeeper({ api, clock, log, metrics }, { agentId });
   const reporter = new ResultReporter({ api, clock, log, metrics }, { agentId });
   // The pool's sealing key opens sealed payload secrets; libsodium loads on the first job that has one.
