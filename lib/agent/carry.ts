@@ -56,8 +56,11 @@ export class LeaseCargo {
   load(): Cargo | undefined {
     if (!this.active) return undefined;
     const results = this.accepted.has('results') ? this.deps.reporter.takeCarried() : undefined;
-    const except = results ? new Set(results.items.map((i) => i.jobId)) : undefined;
-    const renewals = this.accepted.has('leases') ? this.deps.keeper.takeRenewals(except) : undefined;
+    let renewals: CarriedRenewals | undefined;
+    if (this.accepted.has('leases') && this.deps.keeper.renewalsDue) {
+      // Leases whose results ride on the same request need no renewal.
+      renewals = this.deps.keeper.takeRenewals(results ? new Set(results.items.map((i) => i.jobId)) : undefined);
+    }
     if (!results && !renewals) return undefined;
     return {
       body: { ...(results ? { results: results.items } : {}), ...(renewals ? { leases: renewals.refs } : {}) },

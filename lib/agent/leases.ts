@@ -110,6 +110,11 @@ export class LeaseKeeper {
     }
   }
 
+  /** True in the window where a lease request may carry the renewals (`takeRenewals` would give them). */
+  get renewalsDue(): boolean {
+    return this.due && !this.inFlight && !this.stopped;
+  }
+
   /**
    * The renewals, when a heartbeat is due within `carryWindowMs`, for the lease
    * loop's next request; leases in `except` (their results ride on the same

@@ -110,14 +110,16 @@ export class ResultReporter {
   takeCarried(max = this.opts.maxBatch ?? 1000): CarriedResults | undefined {
     if (this.queue.length === 0 || this.stopController.signal.aborted) return undefined;
     this.queue = this.queue.filter((q) => q.lease.live());
-    const batch: Queued[] = [];
-    for (const q of this.queue) {
-      if (batch.length >= max) break;
-      if (!this.inCall?.has(q)) batch.push(q);
+    let batch: Queued[];
+    if (!this.inCall) batch = this.queue.splice(0, max);
+    else {
+      // What the results call in flight sends stays with it.
+      const busy = this.inCall;
+      batch = this.queue.filter((q) => !busy.has(q)).slice(0, max);
+      const taken = new Set(batch);
+      this.queue = this.queue.filter((q) => !taken.has(q));
     }
     if (batch.length === 0) return undefined;
-    const taken = new Set(batch);
-    this.queue = this.queue.filter((q) => !taken.has(q));
     if (this.queue.length === 0) {
       this.waitingSinceMs = undefined;
       if (this.timer) this.deps.clock.clearTimeout(this.timer);

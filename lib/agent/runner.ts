@@ -60,7 +60,10 @@ export class JobRunner {
     }
     let writer: OperationContext['writePage'] | undefined;
     const ctx: OperationContext = {
-      signal: lease.signal,
+      // Made on first use: most jobs never look at their signal, and an AbortSignal per job showed in profiles.
+      get signal() {
+        return lease.signal;
+      },
       get log() {
         return jobLog();
       },
