@@ -197,6 +197,13 @@ export class LeaseKeeper {
 
   private closed(lease: Lease, gone: StopReason | undefined): void {
     if (this.held.get(lease.job.id) === lease) this.held.delete(lease.job.id);
+    if (this.held.size === 0 && this.timer) {
+      // Nothing left to renew: the next lease starts a period of its own (and a due flag from an
+      // earlier lease must not make the next poll carry the renewal of a lease taken a moment ago).
+      this.deps.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+      this.due = false;
+    }
     if (!gone) return;
     this.deps.metrics?.leaseLosses.inc({ reason: gone });
     this.deps.log.warn(`lease ended: ${gone}`, { jobId: lease.job.id, type: lease.job.type, stoppedFor: lease.stopReason });
