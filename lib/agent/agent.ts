@@ -18,6 +18,7 @@ import { LeaseLoop } from './loop.js';
 import { ResultReporter } from './reporter.js';
 import { releaseLeases } from './release.js';
 import { JobRunner } from './runner.js';
+import { LeaseCargo } from './carry.js';
 import { AGENT_VERSION } from './version.js';
 import { createAgentMetrics } from './metrics.js';
 
@@ -42,6 +43,10 @@ export interface AgentStats {
   polls: number;
   heartbeats: number;
   resultCalls: number;
+  /** Results answered on a lease request instead of a `results` call. */
+  carriedResults: number;
+  /** Heartbeats that rode on a lease request instead of a call of their own. */
+  carriedRenewals: number;
   requests: Record<string, number>;
 }
 
@@ -82,7 +87,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const presence = new Presence(clock, config.presenceMs);
   const transport = new HttpTransport({ caFile: config.proxy.caFile, insecureSkipTlsVerify: config.proxy.insecureSkipTlsVerify, env: deps.env });
   const api = new ProxyApi(transport, { baseUrl: config.proxy.url, token: config.proxy.token, leaseTimeoutSlackMs: config.proxy.leaseTimeoutSlackMs, onContact: () => presence.contact() });
-  const metrics = createAgentMetrics({ agentId, version: AGENT_VERSION });
+  // The in-flight gauge reads the loop's count when scraped (the loop is built below).
+  const metrics = createAgentMetrics({ agentId, version: AGENT_VERSION }, { running: () => loop.running });
   const keeper = new LeaseKeeper({ api, clock, log, metrics }, { agentId, heartbeatFraction: config.heartbeat.fraction, jitter: config.heartbeat.jitter });
   const reporter = new ResultReporter({ api, clock, log, metrics }, { agentId });
   // The pool's sealing key opens sealed payload secrets; libsodium loads on the first job that has one.
@@ -91,7 +97,7 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
   const dispatch = createDispatcher({ connectors, clock, agentId, opener, unsealedAllowed });
   const runner = new JobRunner({ api, clock, log, keeper, reporter, dispatch, metrics });
   const loop = new LeaseLoop(
-    { api, clock, log, metrics, run: (job, at) => runner.run(job, at), onContact: () => presence.contact() },
+    { api, clock, log, metrics, run: (job, at) => runner.run(job, at), onContact: () => presence.contact(), cargo: new LeaseCargo({ reporter, keeper, clock, log }) },
     {
       agentId,
       hostname: deps.hostname ?? osHostname(),
@@ -176,6 +182,8 @@ export function createAgent(config: AgentConfig, deps: AgentDeps = {}): Agent {
       polls: loop.polls,
       heartbeats: keeper.heartbeats,
       resultCalls: reporter.calls,
+      carriedResults: reporter.carried,
+      carriedRenewals: keeper.carriedRenewals,
       requests: { ...api.requestCounts },
     }),
     async start() {

@@ -34,6 +34,8 @@ export class HttpTransport {
   readonly got: Got;
   private readonly direct: AgentPair;
   private readonly viaProxy = new Map<string, AgentPair>();
+  /** The forward proxy ('' for direct) per target origin: decided once, not on every request. */
+  private readonly routes = new Map<string, string>();
   private readonly ca: string[] | undefined;
   private readonly rejectUnauthorized: boolean;
   private readonly env: NodeJS.ProcessEnv;
@@ -54,9 +56,12 @@ export class HttpTransport {
     });
   }
 
-  /** The agents for a request to `url`: through the forward proxy unless NO_PROXY says direct. */
+  /**
+   * The agents for a request to `url`: through the forward proxy unless NO_PROXY says direct.
+   * The environment is read at the first request to each origin (the agent's does not change under it).
+   */
   agentsFor(url: string): AgentPair {
-    const proxy = proxyFor(url, this.env);
+    const proxy = this.route(url);
     if (!proxy) return this.direct;
     let pair = this.viaProxy.get(proxy);
     if (!pair) {
@@ -73,13 +78,25 @@ export class HttpTransport {
 
   /** ` via forward proxy host:port` when `url` goes through one (no credentials), else ''. For error messages. */
   routeLabel(url: string): string {
-    const proxy = proxyFor(url, this.env);
+    const proxy = this.route(url);
     if (!proxy) return '';
     try {
       return ` via forward proxy ${new URL(proxy).host}`;
     } catch {
       return ' via a forward proxy';
     }
+  }
+
+  /** proxyFor, cached per origin: proxy-from-env parses the environment on every call (seen in profiles of the hot path). */
+  private route(url: string): string {
+    const slash = url.indexOf('/', url.indexOf('//') + 2);
+    const origin = slash < 0 ? url : url.slice(0, slash);
+    let proxy = this.routes.get(origin);
+    if (proxy === undefined) {
+      proxy = proxyFor(url, this.env);
+      this.routes.set(origin, proxy);
+    }
+    return proxy;
   }
 
   /** Closes every pooled socket (at shutdown). */

@@ -8,6 +8,7 @@ import type { LifecycleState } from '../util/lifecycle.js';
 import { leaseOriginMs } from './lease.js';
 import type { AgentMetrics } from './metrics.js';
 import { splitLease } from './answers.js';
+import type { LeaseCargo } from './carry.js';
 import { PollPolicy } from './poll-policy.js';
 import { releaseLeases, type ReleaseApi } from './release.js';
 import { UpgradeNotice } from './upgrade.js';
@@ -70,6 +71,8 @@ export class LeaseLoop {
       metrics?: AgentMetrics;
       /** Called when a held poll was cut by the network: it had reached the proxy (readiness). */
       onContact?: () => void;
+      /** Results and renewals that ride on lease requests when the proxy takes them (carry.ts). Default: none ride. */
+      cargo?: LeaseCargo;
     },
     private readonly opts: LeaseLoopOptions,
   ) {
@@ -131,7 +134,10 @@ export class LeaseLoop {
       }
       const sentAtMs = this.deps.clock.monotonicMs();
       const max = Math.min(free, 1000);
-      const waitMs = this.policy.nextWaitMs();
+      // Taken right before the send: results that finished by now, renewals when a heartbeat is due.
+      const cargo = this.deps.cargo?.load();
+      // A poll with cargo is answered without a hold (its statuses are not held back): ask for none.
+      const waitMs = cargo ? 0 : this.policy.nextWaitMs();
       let jobs: LeasedJob[];
       let heldMs: number | undefined;
       this.pollSentAtMs = sentAtMs;
@@ -145,15 +151,20 @@ export class LeaseLoop {
             resources: this.opts.resources,
             max,
             waitMs,
+            ...cargo?.body,
           },
           signal,
         );
         jobs = res.jobs;
         heldMs = res.heldMs;
+        this.deps.cargo?.answered(cargo, res);
         this.upgrade.answered(res);
       } catch (err) {
         this.pollSentAtMs = undefined;
+        // The cargo goes back first (a stop, a refusal and a backoff must not hold a result back).
+        const refusedCargo = this.deps.cargo?.failed(cargo, err) ?? false;
         if (signal.aborted) break;
+        if (refusedCargo) continue;
         if (UpgradeNotice.isRefusal(err)) {
           // Not retryable, yet not fatal: the agent stays up (health, metrics) and asks again much later.
           this.deps.metrics?.polls.inc({ outcome: 'error' });

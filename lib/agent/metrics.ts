@@ -10,7 +10,7 @@ export interface AgentMetrics {
   readonly leases: Counter;
   /** Lease (long-poll) calls by outcome: ok | error. */
   readonly polls: Counter<'outcome'>;
-  /** Jobs running now. */
+  /** Jobs running now: read from the lease loop when scraped (`sources.running`), never counted per job. */
   readonly inFlight: Gauge;
   /** Job run time by type and outcome: succeeded | failed | stopped. */
   readonly jobDuration: Histogram<'type' | 'outcome'>;
@@ -22,8 +22,14 @@ export interface AgentMetrics {
   readonly backoffs: Counter<'call'>;
 }
 
+/** Where gauges read their value when scraped (instead of an update per job on the hot path). */
+export interface AgentMetricSources {
+  /** Jobs running now (the lease loop's count). Default: the gauge stays 0. */
+  running?: () => number;
+}
+
 /** Builds the registry and every metric (called from the composition root only). */
-export function createAgentMetrics(labels: { agentId: string; version?: string }): AgentMetrics {
+export function createAgentMetrics(labels: { agentId: string; version?: string }, sources: AgentMetricSources = {}): AgentMetrics {
   const registry = new Registry();
   registry.setDefaultLabels({ agent_id: labels.agentId });
   collectDefaultMetrics({ register: registry });
@@ -36,7 +42,14 @@ export function createAgentMetrics(labels: { agentId: string; version?: string }
     registry,
     leases: new Counter({ name: 'outpost_agent_leases_total', help: 'Jobs received in lease answers', registers }),
     polls: new Counter({ name: 'outpost_agent_polls_total', help: 'Lease calls by outcome', labelNames: ['outcome'], registers }),
-    inFlight: new Gauge({ name: 'outpost_agent_jobs_in_flight', help: 'Jobs running now', registers }),
+    inFlight: new Gauge({
+      name: 'outpost_agent_jobs_in_flight',
+      help: 'Jobs running now',
+      registers,
+      collect() {
+        if (sources.running) this.set(sources.running());
+      },
+    }),
     jobDuration: new Histogram({
       name: 'outpost_agent_job_duration_seconds',
       help: 'Job run time by type and outcome',

@@ -1,5 +1,5 @@
 import type { Logger } from '../log/index.js';
-import type { ResultItem, ResultsRequest, ResultsResponse } from '../protocol/schemas.js';
+import type { ResultItem, ResultsRequest, ResultsResponse, ResultStatus } from '../protocol/schemas.js';
 import { Backoff } from '../util/backoff.js';
 import { sleep, type Clock, type TimerHandle } from '../util/clock.js';
 import { OutpostError, coerceError } from '../util/errors.js';
@@ -32,11 +32,32 @@ interface Queued {
 }
 
 /**
+ * Results handed to the lease loop to ride on its next lease request. They
+ * stay the reporter's: `settle` ends the leases the proxy answered and takes
+ * back the rest; `fail` takes them all back. Either is called exactly once.
+ */
+export interface CarriedResults {
+  readonly items: ResultItem[];
+  /** The lease answer's `results` (undefined when it had none: nothing was recorded, as far as we know). */
+  settle(statuses: readonly ResultStatus[] | undefined): void;
+  /** The lease call failed: every result is sent again (by the next poll or a `results` call). */
+  fail(): void;
+}
+
+/**
  * Sends job results, coalescing those that finish together into one
- * `results` call. A failed call is retried with backoff; a result is dropped
- * only when its lease is no longer ours (lost, cancelled, past its fence),
- * never because the proxy was briefly away. The lease stays held, and
- * heart-beaten, until the proxy answers `accepted` or `lost`.
+ * `results` call, or handing them to the lease loop to ride on its next
+ * lease request (`takeCarried`) when the proxy takes them there. A failed
+ * call is retried with backoff; a result is dropped only when its lease is no
+ * longer ours (lost, cancelled, past its fence), never because the proxy was
+ * briefly away. The lease stays held, and heart-beaten, until the proxy
+ * answers `accepted` or `lost`.
+ *
+ * A lease request that carries results is answered without a hold, so it is
+ * treated like a `results` call in flight: what queues meanwhile waits for it
+ * to end, then rides on the next poll or goes out in a `results` call of its
+ * own after `coalesceMs`. A parked poll never carries a result, so it never
+ * delays one.
  */
 export class ResultReporter {
   private queue: Queued[] = [];
@@ -48,8 +69,14 @@ export class ResultReporter {
   /** When the oldest result not yet taken into a call was queued. */
   private waitingSinceMs: number | undefined;
   private idleWaiters: Array<() => void> = [];
+  /** The batch of the `results` call in flight (not to be carried meanwhile). */
+  private inCall: ReadonlySet<Queued> | undefined;
+  /** Lease requests in flight that carry results of this reporter. */
+  private riding = 0;
   /** `results` calls sent (for tests and the benchmark). */
   calls = 0;
+  /** Results that rode on a lease request and were answered there (for tests and the benchmark). */
+  carried = 0;
 
   constructor(
     private readonly deps: { api: ResultsApi; clock: Clock; log: Logger; metrics?: AgentMetrics },
@@ -60,7 +87,7 @@ export class ResultReporter {
 
   /** Results waiting to be sent or in flight. */
   get pending(): number {
-    return this.queue.length + (this.loop ? 1 : 0);
+    return this.queue.length + (this.loop ? 1 : 0) + this.riding;
   }
 
   /**
@@ -75,6 +102,77 @@ export class ResultReporter {
     this.schedule();
   }
 
+  /**
+   * Hands up to `max` waiting results to the lease loop for its next lease
+   * request, or undefined when none waits. Results whose lease is no longer
+   * ours are dropped first, as before a `results` call.
+   */
+  takeCarried(max = this.opts.maxBatch ?? 1000): CarriedResults | undefined {
+    if (this.queue.length === 0 || this.stopController.signal.aborted) return undefined;
+    this.queue = this.queue.filter((q) => q.lease.live());
+    let batch: Queued[];
+    if (!this.inCall) batch = this.queue.splice(0, max);
+    else {
+      // What the results call in flight sends stays with it.
+      const busy = this.inCall;
+      batch = this.queue.filter((q) => !busy.has(q)).slice(0, max);
+      const taken = new Set(batch);
+      this.queue = this.queue.filter((q) => !taken.has(q));
+    }
+    if (batch.length === 0) return undefined;
+    if (this.queue.length === 0) {
+      this.waitingSinceMs = undefined;
+      if (this.timer) this.deps.clock.clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.riding++;
+    let done = false;
+    const end = (back: Queued[]) => {
+      if (done) return;
+      done = true;
+      this.riding--;
+      this.takeBack(back);
+    };
+    return {
+      items: batch.map((q) => q.item),
+      settle: (statuses) => {
+        const status = new Map(statuses?.map((r) => [r.jobId, r.status]));
+        const back: Queued[] = [];
+        let lost = 0;
+        for (const q of batch) {
+          const s = status.get(q.item.jobId);
+          if (s === undefined) back.push(q);
+          else {
+            if (s === 'lost') lost++;
+            this.carried++;
+            // Answered either way: the job is the proxy's again.
+            q.lease.end();
+          }
+        }
+        // One line per batch, not per job: the ids are in the proxy's log.
+        if (lost > 0) this.deps.log.warn('results refused: their leases were lost', { lost, jobIds: batch.filter((q) => status.get(q.item.jobId) === 'lost').slice(0, 20).map((q) => q.item.jobId) });
+        end(back);
+      },
+      fail: () => end(batch),
+    };
+  }
+
+  /** Results back from a lease request (failed, or not answered): sent again at once, ahead of newer ones. */
+  private takeBack(back: Queued[]): void {
+    if (this.stopController.signal.aborted) return this.wakeIdleIfDone();
+    if (back.length > 0) {
+      this.queue = [...back, ...this.queue];
+      // They have waited their window already.
+      this.waitingSinceMs = this.deps.clock.now() - (this.opts.coalesceMs ?? 5);
+    }
+    if (this.queue.length > 0) this.schedule();
+    else this.wakeIdleIfDone();
+  }
+
+  private wakeIdleIfDone(): void {
+    if (!this.loop && this.riding === 0 && (this.queue.length === 0 || this.stopController.signal.aborted)) this.wakeIdle();
+  }
+
   /** Resolves when every queued result has been answered or dropped (the drain's flush). */
   async flush(): Promise<void> {
     if (this.timer) {
@@ -82,7 +180,7 @@ export class ResultReporter {
       this.timer = undefined;
       this.kick();
     }
-    if (!this.loop && this.queue.length === 0) return;
+    if (!this.loop && this.queue.length === 0 && this.riding === 0) return;
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -102,7 +200,8 @@ export class ResultReporter {
    * call per window instead of a call per round trip.
    */
   private schedule(): void {
-    if (this.loop || this.timer || this.stopController.signal.aborted) return;
+    // A lease request carrying results is answered without a hold: what queued meanwhile waits for it (takeBack).
+    if (this.loop || this.timer || this.riding > 0 || this.stopController.signal.aborted) return;
     const maxBatch = this.opts.maxBatch ?? 1000;
     const waitedMs = this.deps.clock.now() - (this.waitingSinceMs ?? this.deps.clock.now());
     // A flush (the drain) is waiting: nothing waits for company any more.
@@ -119,8 +218,9 @@ export class ResultReporter {
     if (this.loop || this.stopController.signal.aborted) return;
     this.loop = this.run().finally(() => {
       this.loop = undefined;
+      this.inCall = undefined;
       if (this.queue.length > 0 && !this.stopController.signal.aborted) this.schedule();
-      else this.wakeIdle();
+      else this.wakeIdleIfDone();
     });
   }
 
@@ -137,6 +237,7 @@ export class ResultReporter {
       this.queue = this.queue.filter((q) => q.lease.live());
       if (this.queue.length === 0) break;
       const batch = this.queue.slice(0, this.singles ? 1 : (this.opts.maxBatch ?? 1000));
+      this.inCall = new Set(batch);
       // Everything waiting is in this call: the next result to queue starts a new window.
       if (batch.length === this.queue.length) this.waitingSinceMs = undefined;
       try {
@@ -164,11 +265,14 @@ export class ResultReporter {
     const status = new Map(res.results.map((r) => [r.jobId, r.status]));
     const sent = new Set(batch);
     this.queue = this.queue.filter((q) => !sent.has(q));
+    let lost = 0;
     for (const { lease, item } of batch) {
-      if (status.get(item.jobId) === 'lost') this.deps.log.warn('result refused: the lease was lost', { jobId: item.jobId });
+      if (status.get(item.jobId) === 'lost') lost++;
       // Answered either way: the job is the proxy's again.
       lease.end();
     }
+    // One line per batch, not per job.
+    if (lost > 0) this.deps.log.warn('results refused: their leases were lost', { lost, jobIds: batch.filter((q) => status.get(q.item.jobId) === 'lost').slice(0, 20).map((q) => q.item.jobId) });
   }
 
   /**

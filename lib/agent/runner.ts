@@ -57,7 +57,10 @@ export class JobRunner {
     }
     let pipe: OutputPipe | undefined;
     const ctx: OperationContext = {
-      signal: lease.signal,
+      // Made on first use: most jobs never look at their signal, and an AbortSignal per job showed in profiles.
+      get signal() {
+        return lease.signal;
+      },
       get log() {
         return jobLog();
       },
@@ -69,7 +72,6 @@ export class JobRunner {
     const startedAtMs = clock.monotonicMs();
     // winston formats (and redacts) a line before its level is checked: skip the work when debug is off.
     const debug = this.deps.log.enabled('debug');
-    metrics?.inFlight.inc();
     let outcome = 'stopped';
     if (debug) jobLog().debug('job started');
     let item: ResultItem | undefined;
@@ -101,10 +103,8 @@ export class JobRunner {
       jobLog().warn('job failed', { code: error.code, error: error.message, retryable: error.retryable });
       audit?.({ outcome: 'failed', code: error.code });
     } finally {
-      if (metrics) {
-        metrics.inFlight.dec();
-        this.duration(job.type, outcome).observe((clock.monotonicMs() - startedAtMs) / 1000);
-      }
+      // The in-flight gauge is read from the loop when scraped (metrics.ts): nothing per job but the duration.
+      if (metrics) this.duration(job.type, outcome).observe((clock.monotonicMs() - startedAtMs) / 1000);
     }
     if (item) this.deps.reporter.submit(lease, item);
   }

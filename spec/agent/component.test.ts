@@ -69,6 +69,31 @@ describe('agent against an in-process integration-proxy', () => {
     expect(agent.stats().requests['/agent/results']).toBe(agent.stats().resultCalls);
   });
 
+  it('a busy agent carries finished results on its next lease request: fewer calls than jobs, each result once', async () => {
+    const ids = await proxy.enqueueMany(Array.from({ length: 30 }, () => ({ type: 'ping', payload: { delayMs: 20 } })));
+    const agent = await startAgent(testAgentConfig(proxy, { concurrency: 4 }));
+    const views = await Promise.all(ids.map((id) => proxy.done(id)));
+    expect(views.every((v) => v.status === 'succeeded' && v.attempt === 1)).toBe(true);
+    const { carriedResults, resultCalls, requests } = agent.stats();
+    expect(carriedResults).toBeGreaterThan(0);
+    // Each result went once, on a lease request or in a results call: the calls that carried results saved a call each.
+    expect(resultCalls).toBeLessThan(ids.length - carriedResults + 1);
+    expect((requests['/agent/lease'] ?? 0) + (requests['/agent/results'] ?? 0)).toBeLessThan(2 * ids.length);
+  });
+
+  it('a parked long poll never holds a result back: it goes out in a results call while the poll stays parked', async () => {
+    const agent = await startAgent(testAgentConfig(proxy, { concurrency: 4, proxy: { waitMs: 20_000 } as never }));
+    await proxy.untilParked(1);
+    const id = await proxy.enqueue({ type: 'ping' });
+    const job = await proxy.done(id);
+    expect(job.status).toBe('succeeded');
+    // The agent polled again at once (free slots) and that poll is parked now, well inside its 20 s hold: the
+    // result did not wait for it.
+    await proxy.untilParked(1);
+    expect(agent.stats().requests['/agent/results']).toBe(1);
+    expect(agent.stats().carriedResults).toBe(0);
+  });
+
   it('writes output pages in order and returns the record count', async () => {
     await startAgent(testAgentConfig(proxy, { resources: resources() }), { connectorKinds: kinds });
     const id = await proxy.enqueue({ type: 'listAccounts', resource: 'r1', payload: { pageSize: 3 } });

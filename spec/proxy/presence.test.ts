@@ -215,7 +215,7 @@ describe.each(['sqlite', 'postgres'] as const)('on %s', (d) => {
       const { t } = await start();
       const r = await lease(t.agent, 'x1', 'banana');
       expect(r.status).toBe(200);
-      expect(r.body).toEqual({ jobs: [] });
+      expect(r.body).toEqual({ jobs: [], carries: ['results', 'leases'] });
       expect((await agentsOf(t.admin))[0]).toMatchObject({ outdated: false, upgradeRequired: false });
     });
   });

@@ -11,6 +11,7 @@ import {
   ReleaseResponse,
   ResultsRequest,
   ResultsResponse,
+  CARRIED_FIELDS,
   type LeaseRef,
 } from '../../protocol/schemas.js';
 import { versionStanding } from '../../protocol/semver.js';
@@ -67,7 +68,9 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
   const versionFields =
     (versions.latestVersion ? `,"latestVersion":${JSON.stringify(versions.latestVersion)}` : '') +
     (versions.minVersion ? `,"minVersion":${JSON.stringify(versions.minVersion)}` : '');
-  const NO_JOBS = `{"jobs":[]${versionFields}}`;
+  // Every lease answer says what a lease request may carry besides the poll (the agent falls back without it).
+  const answerFields = `${versionFields},"carries":${JSON.stringify(CARRIED_FIELDS)}`;
+  const NO_JOBS = `{"jobs":[]${answerFields}}`;
   const leaseTtlMs = opts.leaseTtlMs ?? 30_000;
 
   /** 426 for an agent below `agents.minVersion`, or whose version does not parse while a minimum is set. */
@@ -80,7 +83,7 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     return new OutpostError('upgrade_required', `this agent ${why}; install outpost-agent ${target} or newer and restart it`, { retryAfterMs: UPGRADE_RETRY_MS });
   }
 
-  app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest, response: { 200: LeaseResponse } }, config: { doc: { summary: 'Long-poll for jobs (agent token); a non-empty answer carries heldMs, the hold before the claim; answers name latestVersion/minVersion when configured; 426 upgrade_required for an agent below minVersion or with an unparseable version', responses: ERROR_RESPONSES } } }, async (req, reply) => {
+  app.post<{ Body: LeaseRequest }>('/v1/agent/lease', { schema: { body: LeaseRequest, response: { 200: LeaseResponse } }, config: { doc: { summary: 'Long-poll for jobs (agent token); may carry the previous batch\'s results and lease renewals (recorded before the claim, statuses in the answer; such a poll is answered without a hold); a non-empty answer carries heldMs, the hold before the claim; every answer lists carries; answers name latestVersion/minVersion when configured; 426 upgrade_required for an agent below minVersion or with an unparseable version', responses: ERROR_RESPONSES } } }, async (req, reply) => {
     // heldMs (below) counts from here: never more than the time since the agent sent the poll.
     const arrivedAtMs = clock.monotonicMs();
     const closed = closeSignal(reply);
@@ -89,11 +92,18 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     const body = req.body;
     const refusal = upgradeRequired(body.version);
     // A refused agent is still shown (flagged), and expected back after its Retry-After.
-    const holdMs = Math.min(body.waitMs, opts.maxWaitMs);
-    if (await agents.touch(pool, body, refusal ? UPGRADE_RETRY_MS : holdMs)) {
+    // A poll that carries results or renewals is answered without a hold: their statuses are not held back.
+    const carrying = !!body.results?.length || !!body.leases?.length;
+    const holdMs = carrying ? 0 : Math.min(body.waitMs, opts.maxWaitMs);
+    // An agent that reports or renews holds leases: expected again within a lease TTL, as after a heartbeat
+    // (and its presence row is not rewritten between a carrying poll and the held one that follows).
+    const expectMs = refusal ? UPGRADE_RETRY_MS : carrying ? Math.max(holdMs, leaseTtlMs) : holdMs;
+    if (await agents.touch(pool, body, expectMs)) {
       log.info('agent joined', { pool, agentId: shown(req, body.agentId), version: shown(req, body.version), versionStatus: versionStanding(body.version, versions) });
     }
     if (refusal) throw refusal;
+    // Recorded at once, before the claim and before any hold, in the same store operations as the separate routes.
+    const carried = carrying ? await carriedAnswers(pool, body) : '';
     const resources = new Set(body.resources);
     const deadline = clock.now() + holdMs;
     let woken = false;
@@ -102,7 +112,7 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
       if (closed.aborted || socket.destroyed || deps.state() !== 'running') {
         // A wake-up this poll can no longer use goes to another poll.
         if (woken) void waiters.recheckPool(pool);
-        return sendJson(reply, NO_JOBS);
+        return sendJson(reply, carried ? `{"jobs":[]${carried}${answerFields}}` : NO_JOBS);
       }
       const generation = waiters.generation(pool);
       // Taken before the claim stamps the leases' expiry, so the agent's fence (its send time + heldMs + TTL) never ends after it.
@@ -112,12 +122,12 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
         // With its slots full the agent stops polling and only heartbeats (within a lease TTL): not stale.
         if (leaseTtlMs > holdMs) await agents.touch(pool, { agentId: body.agentId }, leaseTtlMs);
         deliver(closed, pool, claimed.refs);
-        return sendJson(reply, `{"jobs":${claimed.json},"heldMs":${heldMs}${versionFields}}`);
+        return sendJson(reply, `{"jobs":${claimed.json},"heldMs":${heldMs}${carried}${answerFields}}`);
       }
       if (woken) void waiters.recheckPool(pool);
       if (waiters.generation(pool) !== generation) continue;
       const remainingMs = deadline - clock.now();
-      if (remainingMs <= 0) return sendJson(reply, NO_JOBS);
+      if (remainingMs <= 0) return sendJson(reply, carried ? `{"jobs":[]${carried}${answerFields}}` : NO_JOBS);
       if (!parked) checkParkedQuota(pool);
       parked = true;
       const outcome = await waiters.wait(pool, resources, remainingMs, closed);
@@ -125,6 +135,14 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
       woken = outcome === 'woken';
     }
   });
+
+  /** Records a poll's carried results and renewals; returns their statuses as answer fields (`,"results":[…],"leases":[…]`). */
+  async function carriedAnswers(pool: string, body: LeaseRequest): Promise<string> {
+    let fields = '';
+    if (body.results?.length) fields += `,"results":${JSON.stringify(await leases.results(pool, body.results))}`;
+    if (body.leases?.length) fields += `,"leases":${JSON.stringify(await leases.heartbeat(pool, body.agentId, body.leases))}`;
+    return fields;
+  }
 
   /** A poll that would park beyond the pool's quota gets 429 (it took no job; the claim ran first). */
   function checkParkedQuota(pool: string): void {
