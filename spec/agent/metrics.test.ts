@@ -3,6 +3,7 @@ import got from 'got';
 import { startAgent, stopAgents, testAgentConfig } from './harness.js';
 import { AGENT_SUITE_PROXY, startTestProxy, type TestProxy } from '../fixtures/proxy-server.js';
 import { sample } from '../fixtures/metrics.js';
+import { sleepUntil } from '../fixtures/net.js';
 
 let proxy: TestProxy;
 beforeAll(async () => {
@@ -27,7 +28,8 @@ describe('agent /metrics', () => {
     expect(before).toContain('process_resident_memory_bytes');
     expect(sample(before, 'outpost_agent_leases_total')).toBe(0);
 
-    const slow = await proxy.enqueue({ type: 'ping', payload: { delayMs: 1500 } });
+    // The slow job runs until it is cancelled below, so "in flight" is 1 however loaded the machine is.
+    const slow = await proxy.enqueue({ type: 'ping', payload: { delayMs: 600_000 } });
     const fast = await Promise.all([1, 2, 3].map(() => proxy.enqueue({ type: 'ping' })));
     const bad = await proxy.enqueue({ type: 'noSuchType' });
     await Promise.all([...fast, bad].map((id) => proxy.done(id)));
@@ -36,11 +38,13 @@ describe('agent /metrics', () => {
     expect(sample(during, 'outpost_agent_job_duration_seconds_count', { type: 'ping', outcome: 'succeeded' })).toBe(3);
     expect(sample(during, 'outpost_agent_job_duration_seconds_count', { type: 'noSuchType', outcome: 'failed' })).toBe(1);
 
-    await proxy.done(slow);
+    expect((await proxy.root.post(`/v1/jobs/${slow}/cancel`)).status).toBe(200);
+    expect((await proxy.done(slow)).status).toBe('cancelled');
+    await sleepUntil(async () => sample(await scrape(), 'outpost_agent_jobs_in_flight') === 0, { timeoutMs: 10_000, what: 'the cancelled job to leave the agent' });
     const after = await scrape();
     expect(sample(after, 'outpost_agent_leases_total')).toBe(5);
     expect(sample(after, 'outpost_agent_jobs_in_flight')).toBe(0);
-    expect(sample(after, 'outpost_agent_job_duration_seconds_count', { type: 'ping', outcome: 'succeeded' })).toBe(4);
+    expect(sample(after, 'outpost_agent_job_duration_seconds_count', { type: 'ping', outcome: 'succeeded' })).toBe(3);
     expect(sample(after, 'outpost_agent_polls_total', { outcome: 'ok' })).toBeGreaterThanOrEqual(2);
     expect(after).toContain(`agent_id="${agent.agentId}"`);
   });
