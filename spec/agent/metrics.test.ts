@@ -27,7 +27,8 @@ describe('agent /metrics', () => {
     expect(before).toContain('process_resident_memory_bytes');
     expect(sample(before, 'outpost_agent_leases_total')).toBe(0);
 
-    const slow = await proxy.enqueue({ type: 'ping', payload: { delayMs: 1500 } });
+    // Long enough to still run while the fast ones are enqueued, run and reported on a loaded machine (1.5 s was not).
+    const slow = await proxy.enqueue({ type: 'ping', payload: { delayMs: 4000 } });
     const fast = await Promise.all([1, 2, 3].map(() => proxy.enqueue({ type: 'ping' })));
     const bad = await proxy.enqueue({ type: 'noSuchType' });
     await Promise.all([...fast, bad].map((id) => proxy.done(id)));
