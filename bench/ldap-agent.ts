@@ -51,7 +51,7 @@ async function stopChild(c: ChildProcess): Promise<void> {
   if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-export async function startAgentStack(resource: Record<string, unknown>, _workDir: string): Promise<AgentStack> {
+export async function startAgentStack(resource: Record<string, unknown>): Promise<AgentStack> {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-bench-ldap-'));
   const port = await freePort();
   const admin = `bench-admin-${process.pid}-${Date.now()}`;

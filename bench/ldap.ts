@@ -132,7 +132,7 @@ async function main(): Promise<void> {
     const conns: ChildResult[] = [];
     const viaAgent: Array<{ ms: number; records: number; agentCpuMs: number; proxyCpuMs: number }> = [];
     let stack: AgentStack | undefined;
-    if (a.throughAgent) stack = await startAgentStack(config, slapd.dir);
+    if (a.throughAgent) stack = await startAgentStack(config);
     try {
     for (let i = 0; i < a.runs; i++) {
       const t = { ...ldapsearch(lsArgs), entries: expected };
