@@ -53,7 +53,7 @@ async function stopChild(c: ChildProcess): Promise<void> {
   if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-export async function startAgentStack(resource: Record<string, unknown>, _workDir: string, idleMs = 1000): Promise<AgentStack> {
+export async function startAgentStack(resource: Record<string, unknown>, idleMs = 1000): Promise<AgentStack> {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-bench-ldap-'));
   const port = await freePort();
   const admin = `bench-admin-${process.pid}-${Date.now()}`;

@@ -134,7 +134,7 @@ async function main(): Promise<void> {
     const conns: ChildResult[] = [];
     const viaAgent: Array<{ ms: number; records: number; agentCpuMs: number; proxyCpuMs: number }> = [];
     let stack: AgentStack | undefined;
-    if (a.throughAgent) stack = await startAgentStack(config, slapd.dir, a.idleSeconds * 1000);
+    if (a.throughAgent) stack = await startAgentStack(config, a.idleSeconds * 1000);
     try {
     for (let i = 0; i < a.runs; i++) {
       const t = { ...ldapsearch(lsArgs), entries: expected };

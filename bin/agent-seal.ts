@@ -73,7 +73,7 @@ async function readSecret(stdin: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
   let bytes = 0;
   for await (const chunk of stdin) {
-    const b = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     bytes += b.length;
     if (bytes > MAX_SECRET_CHARS * 4 + 2) throw new OutpostError('invalid_request', `seal: the secret is longer than ${MAX_SECRET_CHARS} characters`);
     chunks.push(b);

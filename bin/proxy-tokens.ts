@@ -14,7 +14,7 @@ export const TOKEN_USAGE = `  integration-proxy token create --pool NAME [--role
 export interface TokenCommandDeps {
   config(file: string | undefined): ProxyConfig;
   /** Loaded only once the config is known to be valid: errors answer fast. */
-  loadServer(): Promise<{ createProxyServer(config: ProxyConfig, deps: { log: Logger }): ProxyServer }>;
+  loadServer(): Promise<{ createProxyServer: (config: ProxyConfig, deps: { log: Logger }) => ProxyServer }>;
   fail(message: string, code?: number): never;
   out(text: string): void;
 }
@@ -103,8 +103,8 @@ async function list(args: string[], deps: TokenCommandDeps): Promise<void> {
     const v = view(t, now);
     return [v.id, v.pool, v.role, v.createdAt, v.lastUsedAt ?? 'never', v.expiresAt ?? 'never', v.status];
   });
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]?.length ?? 0)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
   deps.out([line(head), ...rows.map(line)].join('\n') + '\n');
 }
 

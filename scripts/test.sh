@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# The test command (README): services, build, typecheck, then every jest suite.
+# The test command (README): lint (eslint + layering), services, build, typecheck, then every jest suite.
 # Ends with one plain line `N passed, N failed` from jest's JSON report and
-# exits non-zero when a test failed, a unit/component test took over 10 s, or none ran.
+# exits non-zero when lint failed, a test failed, a unit/component test took over 10 s, or none ran.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p .test-results
+# Lint (scripts/lint.sh) needs neither the services nor the build: it runs while they start, and the
+# run stops before jest when it fails.
+LINT_LOG=.test-results/lint.log
+bash scripts/lint.sh >"$LINT_LOG" 2>&1 &
+LINT_PID=$!
 bash scripts/services.sh || { echo "services failed"; exit 1; }
 # shellcheck disable=SC1091
 source .services/env
 npm run -s build || { echo "build failed"; exit 1; }
 npm run -s typecheck || { echo "typecheck failed"; exit 1; }
-mkdir -p .test-results
+wait "$LINT_PID"
+LINT_RC=$?
+cat "$LINT_LOG"
+[ $LINT_RC -eq 0 ] || { echo "lint failed (eslint or the layering rules, above; run: npm run -s lint)"; exit 1; }
 REPORT=.test-results/jest.json
 rm -f "$REPORT"
 node --experimental-vm-modules node_modules/jest/bin/jest.js --json --outputFile="$REPORT" "$@"

@@ -83,7 +83,7 @@ export async function checkAgent(config: AgentConfig, deps: AgentDeps = {}, time
     const s0 = clock.monotonicMs();
     const checkTimeout = timeoutSignal(clock, timeoutMs, `checking resource ${name}`);
     try {
-      const ctx = { signal: checkTimeout.signal, log, writePage: async () => {} };
+      const ctx = { signal: checkTimeout.signal, log, writePage: () => Promise.resolve() };
       const r = await c.checkResource({}, ctx);
       if (!r.ok) throw new OutpostError('unreachable', JSON.stringify(r.details).slice(0, 300));
       rows.push({ target: `resource ${name} (${c.kind})`, ok: true, level: 'ok', latencyMs: since(s0), detail: 'ok' });
@@ -133,7 +133,7 @@ function secretFiles(config: AgentConfig): Array<[string, string]> {
     if (depth > 6 || value === null || typeof value !== 'object') return;
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
       const p = path ? `${path}.${k}` : k;
-      if (typeof v === 'string' && /File$/.test(k) && !/^(ca|cert|certificate|trustedCa)File$/i.test(k)) out.push([p, v]);
+      if (typeof v === 'string' && k.endsWith('File') && !/^(ca|cert|certificate|trustedCa)File$/i.test(k)) out.push([p, v]);
       else walk(v, p, depth + 1);
     }
   };
@@ -236,7 +236,8 @@ async function probeTls(host: string, port: number, forwardProxy: string, timeou
         resolve(r);
       };
       tls.once('secureConnect', () => {
-        const cert = tls.getPeerCertificate();
+        // null once the socket is destroyed (Node's docs), which @types/node does not say.
+        const cert = tls.getPeerCertificate() as PeerCertificate | null;
         done({ tls: true, cert: cert && Object.keys(cert).length ? cert : undefined });
       });
       tls.once('error', () => done({ tls: false }));

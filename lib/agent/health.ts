@@ -83,14 +83,17 @@ export class HealthServer {
         res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         res.end(JSON.stringify(body));
       };
-      if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: { code: 'invalid_request', message: 'use GET' } });
-      const state = this.source.state();
-      if (path === '/healthz') return send(state === 'stopped' ? 503 : 200, { status: state === 'stopped' ? 'stopped' : 'ok', state });
-      if (path === '/readyz') {
-        const ready = state === 'running' && this.source.ready();
-        return send(ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', state, ...this.source.details() });
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        send(405, { error: { code: 'invalid_request', message: 'use GET' } });
+        return;
       }
-      if (path === '/metrics') {
+      const state = this.source.state();
+      if (path === '/healthz') {
+        send(state === 'stopped' ? 503 : 200, { status: state === 'stopped' ? 'stopped' : 'ok', state });
+      } else if (path === '/readyz') {
+        const ready = state === 'running' && this.source.ready();
+        send(ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', state, ...this.source.details() });
+      } else if (path === '/metrics') {
         this.source.metrics().then(
           (m) => {
             res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' });
@@ -98,9 +101,9 @@ export class HealthServer {
           },
           () => send(500, { error: { code: 'internal', message: 'metrics unavailable' } }),
         );
-        return;
+      } else {
+        send(404, { error: { code: 'not_found', message: 'not found' } });
       }
-      return send(404, { error: { code: 'not_found', message: 'not found' } });
     });
     // Probes are short; do not let a stuck client keep the process from exiting.
     server.keepAliveTimeout = 5000;

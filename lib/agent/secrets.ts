@@ -24,7 +24,7 @@ let loading: Promise<Sodium> | undefined;
 /** libsodium, loaded once on first use. */
 export function loadSodium(): Promise<Sodium> {
   loading ??= import('libsodium-wrappers').then(async (m) => {
-    const sodium = (m as unknown as { default?: Sodium }).default ?? (m as unknown as Sodium);
+    const sodium = (m as unknown as { default?: Sodium }).default ?? m;
     await sodium.ready;
     return sodium;
   });

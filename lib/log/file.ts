@@ -47,14 +47,15 @@ export class RotatingFile extends Transport {
 
   private write1(line: Buffer): void {
     try {
-      if (this.fd === undefined) {
+      let fd = this.fd;
+      if (fd === undefined) {
         if (performance.now() - this.failedAtMs < RETRY_AFTER_MS) return;
-        this.open();
+        fd = this.open();
       }
       // A line larger than the limit still goes out, alone in its file.
-      if (this.sizeBytes > 0 && this.sizeBytes + line.length > this.opts.maxSizeBytes) this.rotate();
+      if (this.sizeBytes > 0 && this.sizeBytes + line.length > this.opts.maxSizeBytes) fd = this.rotate();
       let off = 0;
-      while (off < line.length) off += writeSync(this.fd!, line, off);
+      while (off < line.length) off += writeSync(fd, line, off);
       this.sizeBytes += line.length;
     } catch (err) {
       this.closeFd();
@@ -63,14 +64,15 @@ export class RotatingFile extends Transport {
     }
   }
 
-  private open(): void {
+  private open(): number {
     mkdirSync(dirname(this.opts.file), { recursive: true });
-    this.fd = openSync(this.opts.file, 'a', 0o640);
-    this.sizeBytes = fstatSync(this.fd).size;
+    const fd = (this.fd = openSync(this.opts.file, 'a', 0o640));
+    this.sizeBytes = fstatSync(fd).size;
+    return fd;
   }
 
   /** name → name1 → name2 …; the file past `maxFiles` is overwritten by the rename before it. */
-  private rotate(): void {
+  private rotate(): number {
     this.closeFd();
     for (let i = this.opts.maxFiles - 1; i >= 1; i--) {
       try {
@@ -80,8 +82,9 @@ export class RotatingFile extends Transport {
       }
     }
     // maxFiles 1: nothing kept, the file starts again empty.
-    this.fd = openSync(this.opts.file, this.opts.maxFiles > 1 ? 'a' : 'w', 0o640);
-    this.sizeBytes = fstatSync(this.fd).size;
+    const fd = (this.fd = openSync(this.opts.file, this.opts.maxFiles > 1 ? 'a' : 'w', 0o640));
+    this.sizeBytes = fstatSync(fd).size;
+    return fd;
   }
 
   private closeFd(): void {

@@ -120,7 +120,10 @@ const redactFormat = format((info) => {
 export function createLogger(opts: LogOptions = {}): ProcessLogger {
   // winston runs the whole format chain before the transports drop a line
   // below their level; dropping it first keeps debug calls on hot paths cheap.
-  const levelGate = format((info) => (logger.isLevelEnabled(String((info as unknown as Record<symbol, unknown>)[LEVEL] ?? info.level)) ? info : false));
+  const levelGate = format((info) => {
+    const level = (info as unknown as Record<symbol, unknown>)[LEVEL];
+    return logger.isLevelEnabled(typeof level === 'string' ? level : info.level) ? info : false;
+  });
   const shared = format.combine(levelGate(), format.timestamp(), format.errors({ stack: false }), redactFormat());
   const outputs = opts.stream ? [opts.stream] : [process.stdout, process.stderr];
   const colours = (outputs[0] as { isTTY?: boolean }).isTTY === true;

@@ -35,7 +35,9 @@ export class LogThrottle {
     }
     const count = (s?.suppressed ?? 0) + 1;
     this.keys.delete(key);
-    if (this.keys.size >= this.maxKeys) this.keys.delete(this.keys.keys().next().value!);
+    // A Map iterates in insertion order: the first key is the oldest.
+    const oldest = this.keys.keys().next();
+    if (this.keys.size >= this.maxKeys && !oldest.done) this.keys.delete(oldest.value);
     this.keys.set(key, { sinceMs: now, suppressed: 0 });
     return count;
   }

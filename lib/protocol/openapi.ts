@@ -21,14 +21,14 @@ export const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 export const json = (name: string) => ({ content: { 'application/json': { schema: ref(name) } } });
 
 /** The error answers every authenticated route may give. */
-export const ERROR_RESPONSES: OpenApiResponses = {
+export const ERROR_RESPONSES = {
   '400': { description: 'invalid_request', ...json('ErrorBody') },
   '401': { description: 'unauthorized', ...json('ErrorBody') },
   '403': { description: 'forbidden', ...json('ErrorBody') },
   '413': { description: 'too_large (also: an output or agent-description quota)', ...json('ErrorBody') },
   '429': { description: 'rate_limited, with Retry-After: a quota (requests per token, agents, parked polls, queued jobs per pool)', ...json('ErrorBody') },
   '503': { description: 'unavailable (with Retry-After)', ...json('ErrorBody') },
-};
+} satisfies OpenApiResponses;
 /** 404 for a job: also for a job of another pool. */
 export const NOT_FOUND: OpenApiResponses = { '404': { description: 'not_found (also for a job of another pool)', ...json('ErrorBody') } };
 

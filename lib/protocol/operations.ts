@@ -1,5 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { OutpostError } from '../util/errors.js';
+import { OutpostError } from './errors.js';
 import { assertValid } from './validate.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { TSchema, Static } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
-import { OutpostError } from '../util/errors.js';
+import { OutpostError } from './errors.js';
 
 const cache = new WeakMap<TSchema, TypeCheck<TSchema>>();
 

@@ -128,6 +128,11 @@ export class LeaseExpiry {
         // The backstop runs the next pass; a failing store must not spin.
         this.deps.log.error('lease expiry failed', { err });
       }
-    } while (this.again && this.state === 'running');
+    } while (this.rerunRequested());
+  }
+
+  /** A trigger arrived during the pass (it set `again`; a method, so the check is not narrowed to the `false` set above). */
+  private rerunRequested(): boolean {
+    return this.again && this.state === 'running';
   }
 }

@@ -57,7 +57,9 @@ export class ReplicaListener {
   private reconnectLater(client: pg.Client): void {
     if (this.stopped || this.client !== client) return;
     this.client = undefined;
-    client.end().catch(() => {});
+    client.end().catch(() => {
+      // The connection failed already; how its close fails says nothing more.
+    });
     const delayMs = fullJitterDelayMs(++this.failures, { baseMs: 500, capMs: 10_000 });
     this.retryTimer = this.deps.clock.setTimeout(() => {
       this.connect().catch((err: unknown) => {
@@ -73,6 +75,8 @@ export class ReplicaListener {
     if (this.retryTimer) this.deps.clock.clearTimeout(this.retryTimer);
     const c = this.client;
     this.client = undefined;
-    await c?.end().catch(() => {});
+    await c?.end().catch(() => {
+      // Stopping: a connection that cannot close cleanly is gone all the same.
+    });
   }
 }

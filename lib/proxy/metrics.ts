@@ -9,9 +9,9 @@ export interface ProxyMetricSources {
   /** Agents online per pool. */
   agentsOnline(): Promise<Array<{ pool: string; n: number }>>;
   /** Stored output bytes per pool. */
-  outputBytes?(): Promise<Array<{ pool: string; n: number }>>;
+  outputBytes?: () => Promise<Array<{ pool: string; n: number }>>;
   /** Agents per pool and status, and per pool and version (AgentStore.census). */
-  agentCensus?(): Promise<{ byStatus: Array<{ pool: string; status: string; n: number }>; byVersion: Array<{ pool: string; version: string; n: number }> }>;
+  agentCensus?: () => Promise<{ byStatus: Array<{ pool: string; status: string; n: number }>; byVersion: Array<{ pool: string; version: string; n: number }> }>;
 }
 
 /** The proxy's Prometheus metrics, served at `GET /metrics`. */
@@ -37,7 +37,7 @@ export interface ProxyMetrics {
 function shared<T>(fn: () => Promise<T>): () => Promise<T> {
   let running: Promise<T> | undefined;
   return () => {
-    if (!running) running = fn().finally(() => (running = undefined));
+    running ??= fn().finally(() => (running = undefined));
     return running;
   };
 }

@@ -19,10 +19,10 @@ export function abortReason(signal: AbortSignal): Error {
 
 /** Runs `fn` whenever `signal` aborts (at once if it already has); returns a function that detaches it. */
 export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
-  if (!signal) return () => {};
+  if (!signal) return () => undefined;
   if (signal.aborted) {
     fn();
-    return () => {};
+    return () => undefined;
   }
   signal.addEventListener('abort', fn, { once: true });
   return () => signal.removeEventListener('abort', fn);

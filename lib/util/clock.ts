@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { abortReason } from './abort.js';
 import { OutpostError } from './errors.js';
 
 /**
@@ -36,10 +37,13 @@ export const systemClock: Clock = {
  */
 export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
+    if (signal?.aborted) {
+      reject(abortReason(signal));
+      return;
+    }
     const onAbort = () => {
       clock.clearTimeout(handle);
-      reject(signal!.reason);
+      if (signal) reject(abortReason(signal));
     };
     const handle = clock.setTimeout(() => {
       signal?.removeEventListener('abort', onAbort);

@@ -1,63 +1,8 @@
-/**
- * Stable, snake_case error codes. The first group maps to HTTP statuses of the
- * wire protocol; the rest describe why a job failed.
- */
-export type ErrorCode =
-  | 'invalid_request'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'not_found'
-  | 'lease_lost'
-  | 'too_large'
-  | 'rate_limited'
-  | 'upgrade_required'
-  | 'unavailable'
-  | 'cancelled'
-  | 'timeout'
-  | 'expired'
-  | 'aborted'
-  | 'unknown_type'
-  | 'unknown_resource'
-  | 'invalid_credentials'
-  | 'permission_denied'
-  | 'tls_error'
-  | 'unreachable'
-  | 'busy'
-  | 'conflict'
-  | 'proxy_error'
-  | 'config_error'
-  | 'internal';
+// The codes, the error class and the wire form belong to the protocol (lib/protocol/errors.ts, a leaf);
+// this module adds what turns any thrown value into them.
+import { OutpostError, type ErrorCode, type WireError } from '../protocol/errors.js';
 
-export interface OutpostErrorOptions {
-  /** Whether trying again later may succeed. Defaults to false. */
-  retryable?: boolean;
-  /** The underlying error, kept for logs (redacted there), never sent on the wire. */
-  cause?: unknown;
-  /** Server-suggested wait before retrying, from `Retry-After`. */
-  retryAfterMs?: number;
-}
-
-/** The one error class of Outpost: a stable `code`, a `retryable` flag and a safe message. */
-export class OutpostError extends Error {
-  readonly code: ErrorCode;
-  readonly retryable: boolean;
-  readonly retryAfterMs: number | undefined;
-
-  constructor(code: ErrorCode, message: string, opts: OutpostErrorOptions = {}) {
-    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
-    this.name = 'OutpostError';
-    this.code = code;
-    this.retryable = opts.retryable ?? false;
-    this.retryAfterMs = opts.retryAfterMs;
-  }
-}
-
-/** The wire form of an error, as in a failed job's `error` or an HTTP error body. */
-export interface WireError {
-  code: string;
-  message: string;
-  retryable: boolean;
-}
+export { OutpostError, type ErrorCode, type OutpostErrorOptions, type WireError } from '../protocol/errors.js';
 
 /** True for an abort raised by an AbortSignal (DOMException or Node's AbortError). */
 export function isAbortError(err: unknown): boolean {

@@ -8,7 +8,7 @@ import { registerOutputRoutes } from './output-routes.js';
 import { registerJobRoutes } from './job-routes.js';
 import { registerPoolRoutes } from './pool-routes.js';
 import { installErrorHandlers, sendError } from './errors.js';
-import { installJsonParser, rejectRepeatedQuery } from './json-body.js';
+import { installJsonParser, repeatedQueryError } from './json-body.js';
 import type { RouteDeps, RouteOptions } from './context.js';
 import { ping } from '../store/db.js';
 import { dashboardPage } from '../dashboard.js';
@@ -50,7 +50,7 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
       return;
     }
     // While stopping, answer in the protocol's own form; agents back off and find another replica.
-    if (deps.state() !== 'running') return sendError(reply, new OutpostError('unavailable', 'the proxy is stopping', { retryAfterMs: 1000 }), req);
+    if (deps.state() !== 'running') return sendError(reply, new OutpostError('unavailable', 'the proxy is stopping', { retryAfterMs: 1000 }));
     try {
       await deps.auth.authenticate(req, access);
     } catch (err) {
@@ -59,7 +59,9 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
       throw err;
     }
   });
-  app.addHook('preValidation', rejectRepeatedQuery);
+  app.addHook('preValidation', (req, _reply, done) => {
+    done(repeatedQueryError(req));
+  });
   app.addHook('onResponse', async (req, reply) => {
     // The route pattern, not the URL: job ids must not become label values.
     deps.metrics.requests.inc({ route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
@@ -69,8 +71,8 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
   registerJobRoutes(app, opts, deps);
   registerPoolRoutes(app, deps);
 
-  app.get('/healthz', { schema: { response: { 200: Status } }, config: { doc: { summary: 'Liveness', responses: {} } } }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { schema: { response: { 200: Status } }, config: { doc: { summary: 'Readiness (store reachable)', responses: { '503': ERROR_RESPONSES['503']! } } } }, async (_req, reply) => {
+  app.get('/healthz', { schema: { response: { 200: Status } }, config: { doc: { summary: 'Liveness', responses: {} } } }, () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { response: { 200: Status } }, config: { doc: { summary: 'Readiness (store reachable)', responses: { '503': ERROR_RESPONSES['503'] } } } }, async (_req, reply) => {
     if (deps.state() !== 'running') return sendError(reply, new OutpostError('unavailable', 'not serving'));
     try {
       await ping(deps.db);
@@ -88,6 +90,6 @@ export function registerRoutes(app: FastifyInstance, opts: RouteOptions, deps: R
   const dashboard = dashboardPage({ version: PACKAGE_VERSION });
   app.get('/', async (_req, reply) => reply.headers(dashboard.headers).send(dashboard.html));
   const openapi = openApiOf(routes);
-  app.get('/openapi.json', async () => openapi);
+  app.get('/openapi.json', () => openapi);
   return openapi;
 }

@@ -160,7 +160,9 @@ export class Authenticator {
   async agent(req: FastifyRequest): Promise<string> {
     const p = await this.principal(req);
     allow(p, 'agent');
-    return p.pool!;
+    // Agent tokens are created bound to a pool; one without is refused like a token of another role.
+    if (p.pool === null) throw new OutpostError('forbidden', 'the agent API needs an agent token of a pool');
+    return p.pool;
   }
 
   /** The job side: an admin token, or a viewer token on GET/HEAD. */
@@ -176,7 +178,7 @@ export class Authenticator {
     if (typeof header !== 'string') throw new OutpostError('unauthorized', 'missing credentials: send the header Authorization: Bearer <token>');
     const clock = this.deps.clock;
     let e = this.memo.get(header);
-    if (!e || e.epoch !== this.epoch || clock.monotonicMs() - e.loadedAtMs >= this.cacheMaxAgeMs) {
+    if (e?.epoch !== this.epoch || clock.monotonicMs() - e.loadedAtMs >= this.cacheMaxAgeMs) {
       e = await this.load(header);
       if (this.memo.size >= MAX_REMEMBERED_HEADERS) this.memo.clear();
       this.memo.set(header, e);
@@ -197,9 +199,8 @@ export class Authenticator {
   private async load(header: string): Promise<Entry> {
     const epoch = this.epoch;
     const loadedAtMs = this.deps.clock.monotonicMs();
-    const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-    if (!m) throw new OutpostError('unauthorized', 'the Authorization header must be: Bearer <token>');
-    const token = m[1]!;
+    const token = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header)?.[1];
+    if (token === undefined) throw new OutpostError('unauthorized', 'the Authorization header must be: Bearer <token>');
     // Compared as sha256 digests in constant time: neither length nor prefix leaks.
     if (this.adminDigest && timingSafeEqual(digest(token), this.adminDigest)) {
       return { principal: ADMIN, expiresAtMs: null, loadedAtMs, epoch, lastUsedAtMs: Infinity };

@@ -67,7 +67,7 @@ export function toOutpostError(err: FastifyError): OutpostError {
  * its column (22003). The request's data is at fault, so 400, not 500.
  */
 function isRefusedValue(err: unknown): boolean {
-  return /^22[0-9A-Z]{3}$/.test(String((err as { code?: unknown }).code ?? ''));
+  return /^22[0-9A-Z]{3}$/.test(fieldOf(err, 'code'));
 }
 
 /**
@@ -76,15 +76,20 @@ function isRefusedValue(err: unknown): boolean {
  * the caller should retry later, so they are 503, not 500.
  */
 function isStoreUnavailable(err: unknown): boolean {
-  const code = String((err as { code?: unknown }).code ?? '');
-  const name = (err as { name?: unknown }).name;
+  const code = fieldOf(err, 'code');
   return (
     /^(08|57P|53)/.test(code) ||
     code === '3D000' ||
     /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|SQLITE_BUSY|SQLITE_LOCKED)/.test(code) ||
-    name === 'KnexTimeoutError' ||
-    /Connection terminated|connect ECONNREFUSED|Client was closed/.test(String((err as Error).message ?? ''))
+    fieldOf(err, 'name') === 'KnexTimeoutError' ||
+    /Connection terminated|connect ECONNREFUSED|Client was closed/.test(fieldOf(err, 'message'))
   );
+}
+
+/** A string or number field of a thrown value (which may be anything, even null), else ''. */
+function fieldOf(err: unknown, key: 'code' | 'name' | 'message'): string {
+  const value = (err as Partial<Record<typeof key, unknown>> | null | undefined)?.[key];
+  return typeof value === 'string' || typeof value === 'number' ? String(value) : '';
 }
 
 /**
@@ -101,7 +106,7 @@ function scrub(message: string): string {
 }
 
 /** Sends `{"error": {code, message}}` with the status of its code. */
-export function sendError(reply: FastifyReply, err: OutpostError, req?: FastifyRequest): FastifyReply {
+export function sendError(reply: FastifyReply, err: OutpostError): FastifyReply {
   const status = HTTP_STATUS_BY_CODE[err.code] ?? 500;
   if (status === 503 || status === 429 || (status === 426 && err.retryAfterMs !== undefined)) reply.header('retry-after', String(Math.ceil((err.retryAfterMs ?? 1000) / 1000)));
   const wire = toWireError(err);
@@ -113,9 +118,9 @@ export function installErrorHandlers(app: FastifyInstance, log: Logger): void {
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     const e = toOutpostError(err);
     if (e.code === 'internal') log.error('request failed', { method: req.method, url: req.routeOptions.url, err });
-    return sendError(reply, e, req);
+    return sendError(reply, e);
   });
-  app.setNotFoundHandler((req, reply) => sendError(reply, new OutpostError('not_found', `no route ${req.method} ${shortPath(req.url)}`), req));
+  app.setNotFoundHandler((req, reply) => sendError(reply, new OutpostError('not_found', `no route ${req.method} ${shortPath(req.url)}`)));
 }
 
 /** The path of a URL for a message: no query string (it may carry anything), at most 200 characters. */
@@ -145,7 +150,7 @@ export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: F
   const e = err.code === 'FST_ERR_MAX_PARAM_LENGTH'
     ? new OutpostError('invalid_request', `path: a path parameter is longer than ${MAX_PARAM_LENGTH} characters`)
     : new OutpostError('invalid_request', 'path: not a valid URL (bad percent-encoding)');
-  void sendError(reply, e, req);
+  void sendError(reply, e);
 }
 
 /**

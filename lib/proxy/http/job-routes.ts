@@ -104,7 +104,8 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
     checkItem(req.body, 'body', deps.clock.now(), opts);
     const job = await poolFor(p, req.body, null);
     const [out] = await jobs.enqueue([job]);
-    return reply.code(201).send(withWarnings(out!, job, await warningsFor([job])));
+    if (out === undefined) throw new OutpostError('internal', 'the store answered no job for the one enqueued');
+    return reply.code(201).send(withWarnings(out, job, await warningsFor([job])));
   });
 
   app.post<{ Body: BatchEnqueueRequest }>('/v1/jobs/batch', {
@@ -125,7 +126,8 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
     }
     const made = await jobs.enqueue(items);
     const warnings = await warningsFor(items);
-    return reply.code(201).send({ jobs: made.map((m, i) => withWarnings(m, items[i]!, warnings)) });
+    // The store answers one job per item, in order.
+    return reply.code(201).send({ jobs: made.map((m, i) => (items[i] ? withWarnings(m, items[i], warnings) : m)) });
   });
 
   app.get<{ Params: { id: string }; Querystring: JobQuery }>('/v1/jobs/:id', {

@@ -96,7 +96,10 @@ export function installJsonParser(app: FastifyInstance): void {
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text.trim() === '') return done(null, undefined);
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
     try {
       done(null, parseJsonBody(text));
     } catch (err) {
@@ -109,15 +112,12 @@ export function installJsonParser(app: FastifyInstance): void {
  * Every query parameter of the protocol is a single value: `?pool=A&pool=B`
  * (an array once parsed) is a 400 naming the parameter, before a route can
  * hand the array to the store. Only on the API (`/v1/`): probes and pages
- * ignore their query string.
+ * ignore their query string. The error for a request's query, if any.
  */
-export async function rejectRepeatedQuery(req: FastifyRequest): Promise<void> {
-  if (!req.routeOptions.url?.startsWith('/v1/')) return;
+export function repeatedQueryError(req: FastifyRequest): OutpostError | undefined {
+  if (!req.routeOptions.url?.startsWith('/v1/')) return undefined;
   const query = req.query as Record<string, unknown> | undefined;
-  if (!query || typeof query !== 'object') return;
-  for (const name of Object.keys(query)) {
-    if (Array.isArray(query[name])) {
-      throw new OutpostError('invalid_request', `querystring.${name.slice(0, 64)}: must be given once`);
-    }
-  }
+  if (!query || typeof query !== 'object') return undefined;
+  const name = Object.keys(query).find((n) => Array.isArray(query[n]));
+  return name === undefined ? undefined : new OutpostError('invalid_request', `querystring.${name.slice(0, 64)}: must be given once`);
 }

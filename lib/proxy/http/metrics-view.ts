@@ -1,4 +1,4 @@
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
+import { AggregatorRegistry, type MetricValue, type Registry } from 'prom-client';
 import type { Principal } from '../store/tokens.js';
 
 /** The label that names a customer's pool: shown only to a scrape allowed to see that pool. */
@@ -23,12 +23,12 @@ export function metricsScope(p: Principal | undefined): MetricsScope {
 /** The exposition text of `registry` as `scope` may see it. */
 export async function renderMetrics(registry: Registry, scope: MetricsScope): Promise<string> {
   if (scope.kind === 'all') return registry.metrics();
-  const metrics = (await registry.getMetricsAsJSON()) as Array<MetricObjectWithValues<MetricValue<string>>>;
+  const metrics = await registry.getMetricsAsJSON();
   const view = metrics.map((m) => {
-    const pooled = m.values.some((v) => v.labels && POOL_LABEL in v.labels);
+    const pooled = m.values.some((v) => POOL_LABEL in v.labels);
     const values =
       scope.kind === 'pool'
-        ? m.values.filter((v) => v.labels?.[POOL_LABEL] === undefined || v.labels[POOL_LABEL] === scope.pool)
+        ? m.values.filter((v) => v.labels[POOL_LABEL] === undefined || v.labels[POOL_LABEL] === scope.pool)
         : m.values.map((v) => ({ ...v, labels: withoutPool(v.labels) }));
     // Series that lost their pool label are summed (`sum`); others are kept as they are (`first`).
     return { ...m, values, aggregator: pooled && scope.kind === 'anonymous' ? 'sum' : 'first' };

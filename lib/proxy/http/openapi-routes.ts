@@ -52,7 +52,7 @@ export interface RegisteredRoute {
 export function collectRoutes(app: FastifyInstance): RegisteredRoute[] {
   const routes: RegisteredRoute[] = [];
   app.addHook('onRoute', (r) => {
-    const doc = (r.config as { doc?: RouteDoc } | undefined)?.doc;
+    const doc = r.config?.doc;
     if (!doc) return;
     const schema = (r.schema ?? {}) as { params?: TSchema; querystring?: TSchema; body?: TSchema; response?: Record<string, TSchema> };
     for (const method of Array.isArray(r.method) ? r.method : [r.method]) {
@@ -77,7 +77,7 @@ function schemaOf(s: TSchema): unknown {
   if (name) return ref(name);
   const alternatives = s.anyOf as TSchema[] | undefined;
   const names = alternatives?.map(componentName);
-  if (names?.length && names.every((n) => n !== undefined)) return { oneOf: names.map((n) => ref(n!)) };
+  if (names?.length && names.every((n): n is string => n !== undefined)) return { oneOf: names.map((n) => ref(n)) };
   return plain(s);
 }
 

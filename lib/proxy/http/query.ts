@@ -11,7 +11,7 @@ import { JobStatus } from '../../protocol/schemas.js';
 export const COUNT_PATTERN = '^\\d{0,9}$';
 const Count = Type.String({ pattern: COUNT_PATTERN, description: 'a non-negative integer' });
 /** The job statuses, from the protocol's own `JobStatus` union. */
-export const JOB_STATUSES: readonly JobStatus[] = JobStatus.anyOf.map((s) => s.const as JobStatus);
+export const JOB_STATUSES: readonly JobStatus[] = JobStatus.anyOf.map((s) => s.const);
 
 export const JobQuery = Type.Object({ waitMs: Type.Optional(Count) });
 export const JobListQuery = Type.Object({
