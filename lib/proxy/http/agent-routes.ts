@@ -95,9 +95,10 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     // A poll that carries results or renewals is answered without a hold: their statuses are not held back.
     const carrying = !!body.results?.length || !!body.leases?.length;
     const holdMs = carrying ? 0 : Math.min(body.waitMs, opts.maxWaitMs);
-    // An agent that reports or renews holds leases: expected again within a lease TTL, as after a heartbeat
-    // (and its presence row is not rewritten between a carrying poll and the held one that follows).
-    const expectMs = refusal ? UPGRADE_RETRY_MS : carrying ? Math.max(holdMs, leaseTtlMs) : holdMs;
+    // An agent that renews leases is expected again within a lease TTL, as after a heartbeat. Carried results
+    // alone do not stretch it: a longer expectation is not rewritten by the next, shorter poll, so a killed
+    // agent would show stale only after a TTL instead of after its poll hold.
+    const expectMs = refusal ? UPGRADE_RETRY_MS : body.leases?.length ? Math.max(holdMs, leaseTtlMs) : holdMs;
     if (await agents.touch(pool, body, expectMs)) {
       log.info('agent joined', { pool, agentId: shown(req, body.agentId), version: shown(req, body.version), versionStatus: versionStanding(body.version, versions) });
     }
