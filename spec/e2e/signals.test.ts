@@ -58,7 +58,7 @@ function spawnBooting(bin: string, name: string, env: NodeJS.ProcessEnv): Proc {
 }
 
 async function sigtermAfter(p: Proc, delayMs: number): Promise<number | string> {
-  await p.waitForLine(/^\[node booted\]$/, 10_000);
+  await p.waitForLine(/^\[signals caught\]$/, 10_000);
   await new Promise((r) => setTimeout(r, delayMs));
   p.child.kill('SIGTERM');
   return p.exited;
@@ -133,7 +133,7 @@ describe('signals and a closed stdout', () => {
     }
   }, 60_000);
 
-  it.each([50, 100, 300])('bin/agent: SIGTERM %i ms after start → exit 0', async (delayMs) => {
+  it.each([50, 100, 300])('bin/agent: SIGTERM %i ms after its first handler, while it loads → exit 0', async (delayMs) => {
     const p = spawnBooting('bin/agent', `agent-early-${delayMs}`, agentEnv({ AGENT_ID: `early-${delayMs}` }));
     expect(await sigtermAfter(p, delayMs)).toBe(0);
   }, 30_000);
@@ -151,7 +151,7 @@ describe('signals and a closed stdout', () => {
     expect(p.output()).toContain('skipping the grace period');
   }, 30_000);
 
-  it.each([50, 100, 300, 1000])('bin/integration-proxy: SIGTERM %i ms after start → exit 0', async (delayMs) => {
+  it.each([50, 100, 300, 1000])('bin/integration-proxy: SIGTERM %i ms after its first handler, while it loads → exit 0', async (delayMs) => {
     const port = await freePort();
     const env = {
       ...process.env,
