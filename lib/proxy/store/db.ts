@@ -121,5 +121,3 @@ export async function atomic<R>(db: Db, steps: Unit<R>): Promise<R> {
 export function marks(n: number): string {
   return new Array(n).fill('?').join(', ');
 }
-
-export { migrate } from './schema.js';
