@@ -21,24 +21,6 @@ const unusedVars = ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_',
  * that added the linter). Fix a file's findings, then delete its entry, so `npm run -s lint` checks it in full.
  */
 const PENDING = {
-  'lib/agent/api.ts': { '@typescript-eslint/no-floating-promises': 2 },
-  'lib/agent/connectors.ts': { '@typescript-eslint/no-unnecessary-type-assertion': 1 },
-  'lib/agent/dispatch.ts': { '@typescript-eslint/no-non-null-assertion': 1 },
-  'lib/agent/http.ts': { '@typescript-eslint/no-dynamic-delete': 2 },
-  'lib/agent/lease.ts': { '@typescript-eslint/no-empty-function': 1 },
-  'lib/agent/leases.ts': {
-    '@typescript-eslint/no-empty-function': 1, '@typescript-eslint/no-unnecessary-condition': 1,
-  },
-  'lib/agent/loop.ts': { '@typescript-eslint/no-unnecessary-condition': 1 },
-  'lib/agent/reporter.ts': {
-    '@typescript-eslint/no-confusing-void-expression': 1, '@typescript-eslint/no-non-null-assertion': 1,
-    '@typescript-eslint/no-unnecessary-condition': 1,
-  },
-  'lib/agent/runner.ts': {
-    '@typescript-eslint/no-non-null-assertion': 1, '@typescript-eslint/no-unnecessary-condition': 1,
-    '@typescript-eslint/no-unnecessary-type-assertion': 1,
-  },
-  'lib/config/**': { '@typescript-eslint/no-unnecessary-type-conversion': 1 },
   'lib/connectors/**': {
     '@typescript-eslint/no-non-null-assertion': 36, '@typescript-eslint/non-nullable-type-assertion-style': 15,
     '@typescript-eslint/no-base-to-string': 13, '@typescript-eslint/no-empty-function': 13,
@@ -53,19 +35,6 @@ const PENDING = {
     '@typescript-eslint/use-unknown-in-catch-callback-variable': 1,
   },
   'lib/connectors/ldap/lifecycle.ts': { 'no-control-regex': 1 },
-  'lib/proxy/server.ts': { '@typescript-eslint/no-non-null-assertion': 4 },
-  'lib/proxy/store/**': {
-    '@typescript-eslint/no-non-null-assertion': 10, '@typescript-eslint/no-unnecessary-condition': 2,
-    '@typescript-eslint/no-empty-function': 1, '@typescript-eslint/no-unsafe-argument': 1,
-    '@typescript-eslint/prefer-optional-chain': 1,
-  },
-  'spec/connectors/sql/lifecycle-postgres.test.ts': { '@typescript-eslint/no-unused-vars': 1 },
-  'spec/connectors/sql/postgres.test.ts': { 'no-useless-escape': 1 },
-  'spec/e2e/idle-cut.test.ts': { 'no-useless-assignment': 1 },
-  'spec/fixtures/proxy-server.ts': { '@typescript-eslint/no-unused-vars': 1, 'no-useless-assignment': 1 },
-  'spec/fixtures/samba.ts': { 'no-useless-assignment': 1 },
-  'spec/fixtures/sql-mariadb.ts': { 'no-empty': 1 },
-  'spec/proxy/processes.test.ts': { 'no-useless-assignment': 1 },
 };
 
 export default defineConfig(
