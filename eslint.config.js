@@ -28,13 +28,8 @@ const PENDING = {
     '@typescript-eslint/prefer-optional-chain': 1,
   },
   'lib/connectors/ldap/index.ts': { '@typescript-eslint/no-unnecessary-condition': 1 },
-  'lib/connectors/ldap/lifecycle.ts': {
-    '@typescript-eslint/no-non-null-assertion': 2, '@typescript-eslint/no-unnecessary-type-assertion': 1,
-    'no-control-regex': 1,
-  },
   'lib/connectors/ldap/passwords.ts': { '@typescript-eslint/no-unnecessary-condition': 1 },
   'lib/connectors/ldap/search.ts': { '@typescript-eslint/no-invalid-void-type': 2 },
-  'lib/connectors/sql/connector.ts': { '@typescript-eslint/unbound-method': 2 },
   'lib/connectors/sql/database.ts': {
     '@typescript-eslint/no-empty-function': 4, '@typescript-eslint/no-unsafe-call': 3,
     '@typescript-eslint/no-unsafe-member-access': 3, '@typescript-eslint/consistent-type-definitions': 1,
@@ -62,7 +57,6 @@ const PENDING = {
     '@typescript-eslint/non-nullable-type-assertion-style': 2, '@typescript-eslint/require-await': 2,
     '@typescript-eslint/no-empty-function': 1,
   },
-  'lib/connectors/sql/index.ts': { '@typescript-eslint/unbound-method': 1 },
   'lib/connectors/sql/lifecycle.ts': {
     '@typescript-eslint/no-base-to-string': 3, '@typescript-eslint/prefer-optional-chain': 1,
   },
@@ -87,7 +81,6 @@ const PENDING = {
     '@typescript-eslint/non-nullable-type-assertion-style': 1, '@typescript-eslint/prefer-optional-chain': 1,
     '@typescript-eslint/require-await': 1,
   },
-  'lib/connectors/sql/records.ts': { '@typescript-eslint/no-unnecessary-type-parameters': 1 },
   'lib/connectors/types.ts': {
     '@typescript-eslint/no-explicit-any': 1, '@typescript-eslint/no-unnecessary-type-arguments': 1,
   },
