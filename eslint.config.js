@@ -17,55 +17,69 @@ const unusedVars = ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_',
 /**
  * TODO(lint-wave): the findings on main (2026-12-02) in files that other changes of issue 14 were rewriting at
  * the time, so they were not fixed with the linter's introduction. For those files only, each entry turns off the
- * rules they break; the numbers are the findings then (per file for the grouped folders: the notes of the change
- * that added the linter). Fix a file's findings, then delete its entry, so `npm run -s lint` checks it in full.
+ * rules they break, with the number of findings. Fix a file's findings, then delete its entry, so `npm run -s lint`
+ * checks it in full. What is left (lib/connectors only) was not reached by the lint wave in its time box; the SQL
+ * drivers' no-unsafe-* findings need typed wrappers of untyped driver APIs, and ldap/search.ts's `void | 'stop'`
+ * callback type changes every caller: both want their own change with the connector suites run.
  */
 const PENDING = {
-  'lib/agent/api.ts': { '@typescript-eslint/no-floating-promises': 2 },
-  'lib/agent/connectors.ts': { '@typescript-eslint/no-unnecessary-type-assertion': 1 },
-  'lib/agent/dispatch.ts': { '@typescript-eslint/no-non-null-assertion': 1 },
-  'lib/agent/http.ts': { '@typescript-eslint/no-dynamic-delete': 2 },
-  'lib/agent/lease.ts': { '@typescript-eslint/no-empty-function': 1 },
-  'lib/agent/leases.ts': {
-    '@typescript-eslint/no-empty-function': 1, '@typescript-eslint/no-unnecessary-condition': 1,
+  'lib/connectors/ldap/index.ts': { '@typescript-eslint/no-unnecessary-condition': 1 },
+  'lib/connectors/ldap/passwords.ts': { '@typescript-eslint/no-unnecessary-condition': 1 },
+  'lib/connectors/ldap/search.ts': { '@typescript-eslint/no-invalid-void-type': 2 },
+  'lib/connectors/sql/database.ts': {
+    '@typescript-eslint/no-empty-function': 4, '@typescript-eslint/no-unsafe-call': 3,
+    '@typescript-eslint/no-unsafe-member-access': 3, '@typescript-eslint/consistent-type-definitions': 1,
+    '@typescript-eslint/no-base-to-string': 1, '@typescript-eslint/no-unnecessary-condition': 1,
+    '@typescript-eslint/no-unsafe-return': 1,
   },
-  'lib/agent/loop.ts': { '@typescript-eslint/no-unnecessary-condition': 1 },
-  'lib/agent/reporter.ts': {
-    '@typescript-eslint/no-confusing-void-expression': 1, '@typescript-eslint/no-non-null-assertion': 1,
-    '@typescript-eslint/no-unnecessary-condition': 1,
+  'lib/connectors/sql/drivers/mssql.ts': {
+    '@typescript-eslint/no-unnecessary-condition': 2, '@typescript-eslint/consistent-type-definitions': 1,
+    '@typescript-eslint/require-await': 1,
   },
-  'lib/agent/runner.ts': {
-    '@typescript-eslint/no-non-null-assertion': 1, '@typescript-eslint/no-unnecessary-condition': 1,
-    '@typescript-eslint/no-unnecessary-type-assertion': 1,
-  },
-  'lib/config/**': { '@typescript-eslint/no-unnecessary-type-conversion': 1 },
-  'lib/connectors/**': {
-    '@typescript-eslint/no-non-null-assertion': 36, '@typescript-eslint/non-nullable-type-assertion-style': 15,
-    '@typescript-eslint/no-base-to-string': 13, '@typescript-eslint/no-empty-function': 13,
-    '@typescript-eslint/no-unnecessary-type-assertion': 12, '@typescript-eslint/no-unnecessary-condition': 11,
-    '@typescript-eslint/no-unsafe-call': 7, '@typescript-eslint/no-unsafe-member-access': 7,
-    '@typescript-eslint/require-await': 7, '@typescript-eslint/unbound-method': 6,
-    '@typescript-eslint/prefer-optional-chain': 5, '@typescript-eslint/no-misused-spread': 3,
-    '@typescript-eslint/consistent-type-definitions': 2, '@typescript-eslint/no-invalid-void-type': 2,
-    '@typescript-eslint/no-explicit-any': 1, '@typescript-eslint/no-unnecessary-type-arguments': 1,
-    '@typescript-eslint/no-unnecessary-type-conversion': 1, '@typescript-eslint/no-unnecessary-type-parameters': 1,
-    '@typescript-eslint/no-unsafe-return': 1, '@typescript-eslint/restrict-plus-operands': 1,
+  'lib/connectors/sql/drivers/mysql.ts': {
+    '@typescript-eslint/no-unsafe-call': 2, '@typescript-eslint/no-unsafe-member-access': 2,
+    '@typescript-eslint/no-unnecessary-condition': 1, '@typescript-eslint/no-unnecessary-type-assertion': 1,
+    '@typescript-eslint/no-unnecessary-type-conversion': 1,
     '@typescript-eslint/use-unknown-in-catch-callback-variable': 1,
   },
-  'lib/connectors/ldap/lifecycle.ts': { 'no-control-regex': 1 },
-  'lib/proxy/server.ts': { '@typescript-eslint/no-non-null-assertion': 4 },
-  'lib/proxy/store/**': {
-    '@typescript-eslint/no-non-null-assertion': 10, '@typescript-eslint/no-unnecessary-condition': 2,
-    '@typescript-eslint/no-empty-function': 1, '@typescript-eslint/no-unsafe-argument': 1,
-    '@typescript-eslint/prefer-optional-chain': 1,
+  'lib/connectors/sql/drivers/pg-copy.ts': {
+    '@typescript-eslint/non-nullable-type-assertion-style': 7, '@typescript-eslint/no-empty-function': 5,
   },
-  'spec/connectors/sql/lifecycle-postgres.test.ts': { '@typescript-eslint/no-unused-vars': 1 },
-  'spec/connectors/sql/postgres.test.ts': { 'no-useless-escape': 1 },
-  'spec/e2e/idle-cut.test.ts': { 'no-useless-assignment': 1 },
-  'spec/fixtures/proxy-server.ts': { '@typescript-eslint/no-unused-vars': 1, 'no-useless-assignment': 1 },
-  'spec/fixtures/samba.ts': { 'no-useless-assignment': 1 },
-  'spec/fixtures/sql-mariadb.ts': { 'no-empty': 1 },
-  'spec/proxy/processes.test.ts': { 'no-useless-assignment': 1 },
+  'lib/connectors/sql/drivers/pg.ts': {
+    '@typescript-eslint/no-unnecessary-condition': 3, '@typescript-eslint/no-unsafe-call': 2,
+    '@typescript-eslint/no-unsafe-member-access': 2, '@typescript-eslint/no-unnecessary-type-assertion': 1,
+  },
+  'lib/connectors/sql/drivers/sqlite.ts': {
+    '@typescript-eslint/non-nullable-type-assertion-style': 2, '@typescript-eslint/require-await': 2,
+    '@typescript-eslint/no-empty-function': 1,
+  },
+  'lib/connectors/sql/lifecycle.ts': {
+    '@typescript-eslint/no-base-to-string': 3, '@typescript-eslint/prefer-optional-chain': 1,
+  },
+  'lib/connectors/sql/models.ts': {
+    '@typescript-eslint/unbound-method': 3, '@typescript-eslint/no-base-to-string': 1,
+    '@typescript-eslint/no-empty-function': 1, '@typescript-eslint/prefer-optional-chain': 1,
+    '@typescript-eslint/require-await': 1,
+  },
+  'lib/connectors/sql/native/mssql-accounts.ts': {
+    '@typescript-eslint/no-misused-spread': 2, '@typescript-eslint/no-base-to-string': 1,
+  },
+  'lib/connectors/sql/native/mssql.ts': { '@typescript-eslint/no-base-to-string': 1 },
+  'lib/connectors/sql/native/mysql-accounts.ts': {
+    '@typescript-eslint/no-base-to-string': 2, '@typescript-eslint/no-misused-spread': 1,
+    '@typescript-eslint/non-nullable-type-assertion-style': 1,
+  },
+  'lib/connectors/sql/native/mysql.ts': { '@typescript-eslint/no-base-to-string': 1 },
+  'lib/connectors/sql/native/postgres-accounts.ts': { '@typescript-eslint/no-base-to-string': 1 },
+  'lib/connectors/sql/native/postgres.ts': { '@typescript-eslint/no-base-to-string': 1 },
+  'lib/connectors/sql/queries-lifecycle.ts': {
+    '@typescript-eslint/no-base-to-string': 1, '@typescript-eslint/no-empty-function': 1,
+    '@typescript-eslint/non-nullable-type-assertion-style': 1, '@typescript-eslint/prefer-optional-chain': 1,
+    '@typescript-eslint/require-await': 1,
+  },
+  'lib/connectors/types.ts': {
+    '@typescript-eslint/no-explicit-any': 1, '@typescript-eslint/no-unnecessary-type-arguments': 1,
+  },
 };
 
 export default defineConfig(

@@ -5,7 +5,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { migrate, openDb as open, type Db } from '../lib/proxy/store/db.js';
+import { openDb as open, type Db } from '../lib/proxy/store/db.js';
+import { migrate } from '../lib/proxy/store/schema.js';
 
 /** A store opened and migrated. */
 export async function openDb(url: string): Promise<Db> {

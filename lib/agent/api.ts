@@ -153,10 +153,11 @@ export class ProxyApi {
       responseType: 'text',
       ...(signal ? { signal } : {}),
     });
-    request.on('request', (req: ClientRequest) => (native = req));
+    // on() returns the request itself, a promise awaited below: nothing is left floating.
+    void request.on('request', (req: ClientRequest) => (native = req));
     // Counted as the body streams in (after decompression), so a huge or endless answer costs
     // at most maxAnswerBytes of memory; a Content-Length over the limit is refused before any byte.
-    request.on('downloadProgress', (p: { transferred: number; total?: number }) => {
+    void request.on('downloadProgress', (p: { transferred: number; total?: number }) => {
       if (tooLarge || (p.transferred <= this.maxAnswerBytes && (p.total ?? 0) <= this.maxAnswerBytes)) return;
       tooLarge = true;
       request.cancel();

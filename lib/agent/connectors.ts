@@ -22,7 +22,7 @@ export function buildConnectors(
     // `allowUnsealedSecrets` is the dispatcher's (any kind), not the connector's: its strict schema never sees it.
     const { allowUnsealedSecrets: _dispatcherKey, ...own } = config;
     try {
-      out.set(name, factory(name, own as ResourceConfig, deps));
+      out.set(name, factory(name, own, deps));
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       const prefix = `resources.${name}`;

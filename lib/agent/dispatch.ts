@@ -48,7 +48,7 @@ export function createDispatcher(deps: DispatchDeps): Dispatch {
     if (IDENTITY.has(job.type)) {
       const op = (connector as unknown as Record<string, (p: unknown, c: OperationContext) => Promise<unknown>>)[job.type];
       if (typeof op !== 'function') throw new OutpostError('unknown_type', `resource "${job.resource}" does not serve "${job.type}"`);
-      const fields = Object.hasOwn(SECRET_FIELDS, job.type) ? SECRET_FIELDS[job.type]! : [];
+      const fields = (Object.hasOwn(SECRET_FIELDS, job.type) ? SECRET_FIELDS[job.type] : undefined) ?? [];
       if (!fields.length) return op.call(connector, payload, ctx);
       return withOpenedSecrets(job.type, job.resource, fields, payload as Record<string, unknown>, deps, (opened) => op.call(connector, opened, ctx));
     }

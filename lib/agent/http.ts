@@ -134,13 +134,13 @@ export function proxyFor(url: string, env: NodeJS.ProcessEnv = process.env): str
   const saved = keys.map((k) => [k, process.env[k]] as const);
   try {
     for (const k of keys) {
-      if (env[k] === undefined) delete process.env[k];
+      if (env[k] === undefined) Reflect.deleteProperty(process.env, k);
       else process.env[k] = env[k];
     }
     return getProxyForUrl(url);
   } finally {
     for (const [k, v] of saved) {
-      if (v === undefined) delete process.env[k];
+      if (v === undefined) Reflect.deleteProperty(process.env, k);
       else process.env[k] = v;
     }
   }

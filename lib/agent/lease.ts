@@ -97,7 +97,9 @@ export class Lease {
     readonly job: LeasedJob,
     leasedAtMs: number,
     private readonly clock: Clock,
-    private readonly onClosed: LeaseClosed = () => {},
+    private readonly onClosed: LeaseClosed = () => {
+      // No-op: nobody else tracks this lease.
+    },
   ) {
     this.ttl = job.leaseTtlMs;
     this.fenceAt = leasedAtMs + this.ttl - fenceMarginMs(this.ttl);

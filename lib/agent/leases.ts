@@ -58,7 +58,9 @@ export class LeaseKeeper {
   private stopped = false;
   private readonly stopController = new AbortController();
   /** Called when a lease ends because it is no longer ours (for tests and logs). */
-  onEnd: (jobId: string, why: StopReason) => void = () => {};
+  onEnd: (jobId: string, why: StopReason) => void = () => {
+    // No-op unless a test or a log sets it.
+  };
   /** Heartbeat calls sent (for tests and the benchmark). */
   heartbeats = 0;
   /** Renewal batches that rode on a lease request (for tests and the benchmark). */
@@ -168,6 +170,7 @@ export class LeaseKeeper {
         this.apply(res, sentAtMs, batch);
       }
     } catch (err) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- stop() may have set it during the awaits above; TS keeps the narrowing from the entry check.
       if (!this.stopped) {
         this.deps.metrics?.heartbeats.inc({ status: 'error' });
         // Self-fencing covers a proxy that stays away; one failure is only a warning.

@@ -163,6 +163,7 @@ export class LeaseLoop {
         this.pollSentAtMs = undefined;
         // The cargo goes back first (a stop, a refusal and a backoff must not hold a result back).
         const refusedCargo = this.deps.cargo?.failed(cargo, err) ?? false;
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted during the await above; TS keeps the loop condition's narrowing.
         if (signal.aborted) break;
         if (refusedCargo) continue;
         if (UpgradeNotice.isRefusal(err)) {

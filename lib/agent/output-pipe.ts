@@ -68,7 +68,7 @@ export class OutputPipe {
   /** Pages and bytes (characters) out now, and the most seen at once: the memory the pipe holds. */
   readonly stats = { pagesInFlight: 0, bytesInFlight: 0, peakPagesInFlight: 0, peakBytesInFlight: 0, pagesSent: 0 };
   private readonly out = new Set<Promise<void>>();
-  private failure: unknown;
+  private failure: Error | undefined;
   private nextSeq = 0;
   private maxPageBytes: number;
   private readonly maxPages: number;
@@ -90,8 +90,9 @@ export class OutputPipe {
     let lines: string[] = [];
     let chars = 0;
     for (const r of records) {
-      // As JSON.stringify of the array would: undefined becomes null.
-      const line = JSON.stringify(r) ?? 'null';
+      // As JSON.stringify of the array would: undefined becomes null. Its declared type says string, but
+      // undefined (or a function) gives undefined, hence the widening.
+      const line = (JSON.stringify(r) as string | undefined) ?? 'null';
       lines.push(line);
       chars += line.length + 1;
       if (chars >= this.maxPageBytes || lines.length >= MAX_RECORDS_PER_PAGE) {
@@ -134,7 +135,8 @@ export class OutputPipe {
         stats.pagesSent++;
       },
       (err: unknown) => {
-        this.failure ??= err;
+        // send() rejects with Errors; anything else is wrapped so that what write() throws is one.
+        this.failure ??= err instanceof Error ? err : coerceError(err);
       },
     );
     const done = sent.finally(() => {

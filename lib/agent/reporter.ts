@@ -159,7 +159,10 @@ export class ResultReporter {
 
   /** Results back from a lease request (failed, or not answered): sent again at once, ahead of newer ones. */
   private takeBack(back: Queued[]): void {
-    if (this.stopController.signal.aborted) return this.wakeIdleIfDone();
+    if (this.stopController.signal.aborted) {
+      this.wakeIdleIfDone();
+      return;
+    }
     if (back.length > 0) {
       this.queue = [...back, ...this.queue];
       // They have waited their window already.
@@ -207,7 +210,10 @@ export class ResultReporter {
     // A flush (the drain) is waiting: nothing waits for company any more.
     const now = this.queue.length >= maxBatch || this.idleWaiters.length > 0;
     const delayMs = now ? 0 : Math.max(0, (this.opts.coalesceMs ?? 5) - waitedMs);
-    if (delayMs === 0) return this.kick();
+    if (delayMs === 0) {
+      this.kick();
+      return;
+    }
     this.timer = this.deps.clock.setTimeout(() => {
       this.timer = undefined;
       this.kick();
@@ -250,6 +256,7 @@ export class ResultReporter {
         // What queued meanwhile waits for its window (schedule); a batch being searched one by one goes on.
         if (!wasSingles) return;
       } catch (err) {
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- aborted during the await above; TS keeps the loop condition's narrowing.
         if (signal.aborted) return;
         const e = coerceError(err);
         if (!e.retryable && e.code !== 'unauthorized' && this.reject(batch, e)) continue;
@@ -285,7 +292,8 @@ export class ResultReporter {
       this.singles = true;
       return true;
     }
-    const queued = batch[0]!;
+    const queued = batch[0];
+    if (!queued) throw new OutpostError('internal', 'reporter: an empty batch was refused');
     const { item } = queued;
     const idx = this.queue.indexOf(queued);
     if (item.outcome === 'succeeded' && idx >= 0) {

@@ -105,16 +105,16 @@ export class JobRunner {
       audit?.({ outcome: 'failed', code: error.code });
     } finally {
       // The in-flight gauge is read from the loop when scraped (metrics.ts): nothing per job but the duration.
-      if (metrics) this.duration(job.type, outcome).observe((clock.monotonicMs() - startedAtMs) / 1000);
+      if (metrics) this.duration(metrics, job.type, outcome).observe((clock.monotonicMs() - startedAtMs) / 1000);
     }
-    if (item) this.deps.reporter.submit(lease, item);
+    this.deps.reporter.submit(lease, item);
   }
 
-  private duration(type: string, outcome: string): { observe(seconds: number): void } {
+  private duration(metrics: AgentMetrics, type: string, outcome: string): { observe(seconds: number): void } {
     const key = `${type}\u0000${outcome}`;
     let child = this.durations.get(key);
     if (!child) {
-      child = this.deps.metrics!.jobDuration.labels({ type, outcome });
+      child = metrics.jobDuration.labels({ type, outcome });
       this.durations.set(key, child);
     }
     return child;

@@ -39,7 +39,7 @@ export function loadConvict<T>(schema: convict.Schema<T>, opts: LoadOptions = {}
   try {
     cfg.validate({ allowed: 'strict' });
   } catch (err) {
-    const lines = String((err as Error).message).split('\n').filter(Boolean);
+    const lines = (err instanceof Error ? err.message : String(err)).split('\n').filter(Boolean);
     throw new OutpostError('config_error', `invalid configuration: ${lines.join('; ')}`);
   }
   return cfg.getProperties();

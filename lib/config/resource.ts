@@ -134,7 +134,7 @@ function explain(e: ValueError): Array<[string, string]> {
   const s = e.schema as TSchema & Record<string, unknown>;
   if (typeof s.errorMessage === 'string') return [[keyOf(e.path), s.errorMessage]];
   if (e.type === ValueErrorType.Union) {
-    const members = (s.anyOf as TSchema[]) ?? [];
+    const members = (s.anyOf as TSchema[] | undefined) ?? [];
     const literals = members.filter((m) => m[Kind] === 'Literal').map((m) => JSON.stringify(m.const));
     if (literals.length === members.length) return [[keyOf(e.path), literals.length === 2 ? `must be ${literals[0]} or ${literals[1]}` : `must be one of ${literals.join(', ')}`]];
     const type = Array.isArray(e.value) ? 'array' : e.value === null ? 'null' : typeof e.value;

@@ -42,38 +42,47 @@ export type EntitlementsConfig = Static<typeof EntitlementsSchema>;
 export type GlobMatcher = (text: string) => boolean;
 
 const ANY_ONE = -1;
+const BACKSLASH = 0x5c;
+const STAR = 0x2a;
+const QUESTION = 0x3f;
+
+/** The code points of a text (Array.from splits by code point, so each part has exactly one). */
+const codePoints = (s: string): number[] => Array.from(s, (c) => c.codePointAt(0) ?? 0);
 
 /** Compiles one glob (syntax above); throws a plain Error on a dangling escape. */
 export function compileGlob(pattern: string, opts: { caseInsensitive?: boolean } = {}): GlobMatcher {
   const fold = opts.caseInsensitive ? (s: string) => s.toLowerCase() : (s: string) => s;
   // Segments between stars; each token is a code point, or ANY_ONE for `?`.
-  const segments: number[][] = [[]];
-  const chars = Array.from(fold(pattern));
-  for (let i = 0; i < chars.length; i++) {
-    const c = chars[i]!;
-    if (c === '\\') {
-      const next = chars[++i];
-      if (next === undefined) throw new Error('a pattern ends with an unpaired "\\"');
-      segments[segments.length - 1]!.push(next.codePointAt(0)!);
-    } else if (c === '*') segments.push([]);
-    else if (c === '?') segments[segments.length - 1]!.push(ANY_ONE);
-    else segments[segments.length - 1]!.push(c.codePointAt(0)!);
+  const first: number[] = [];
+  const rest: number[][] = [];
+  let current = first;
+  let escaped = false;
+  for (const c of codePoints(fold(pattern))) {
+    if (escaped) {
+      current.push(c);
+      escaped = false;
+    } else if (c === BACKSLASH) escaped = true;
+    else if (c === STAR) {
+      current = [];
+      rest.push(current);
+    } else if (c === QUESTION) current.push(ANY_ONE);
+    else current.push(c);
   }
+  if (escaped) throw new Error('a pattern ends with an unpaired "\\"');
   const at = (text: number[], pos: number, seg: number[]): boolean => {
     for (let k = 0; k < seg.length; k++) if (seg[k] !== ANY_ONE && seg[k] !== text[pos + k]) return false;
     return true;
   };
+  const last = rest.at(-1);
+  const middle = rest.slice(0, -1);
   return (input: string) => {
-    const text = Array.from(fold(input), (c) => c.codePointAt(0)!);
-    if (segments.length === 1) return text.length === segments[0]!.length && at(text, 0, segments[0]!);
-    const first = segments[0]!;
-    const last = segments[segments.length - 1]!;
+    const text = codePoints(fold(input));
+    if (last === undefined) return text.length === first.length && at(text, 0, first);
     if (text.length < first.length + last.length) return false;
     if (!at(text, 0, first) || !at(text, text.length - last.length, last)) return false;
     let pos = first.length;
     const end = text.length - last.length;
-    for (let s = 1; s < segments.length - 1; s++) {
-      const seg = segments[s]!;
+    for (const seg of middle) {
       let found = -1;
       for (let p = pos; p + seg.length <= end; p++) {
         if (at(text, p, seg)) {
@@ -117,7 +126,7 @@ export function compileEntitlements(resource: string, raw: unknown, opts: { case
     const where = e?.path ? `${key}${e.path.replace(/\//g, '.')}` : key;
     throw new OutpostError('config_error', `${where}: ${e?.message ?? 'invalid'} (an object {include?: [patterns], exclude?: [patterns]})`);
   }
-  const c = (raw ?? {}) as EntitlementsConfig;
+  const c: EntitlementsConfig = raw ?? {};
   const compile = (list: string[] | undefined, which: string): GlobMatcher | undefined => {
     if (list === undefined) return undefined;
     try {
@@ -134,7 +143,7 @@ export function compileEntitlements(resource: string, raw: unknown, opts: { case
     allows,
     check(id, field = 'entitlementId') {
       if (include && !include(id)) throw new OutpostError('forbidden', `${field} matches no pattern of ${key}.include, so it is not an entitlement here`);
-      if (exclude && exclude(id)) throw new OutpostError('forbidden', `${field} matches ${key}.exclude, so it is not an entitlement here`);
+      if (exclude?.(id)) throw new OutpostError('forbidden', `${field} matches ${key}.exclude, so it is not an entitlement here`);
     },
   };
 }

@@ -9,7 +9,8 @@ import { createLogger, type Logger } from '../log/index.js';
 import { LogThrottle } from '../log/throttle.js';
 import { isValid } from '../protocol/validate.js';
 import { PoolName, PublicKey } from '../protocol/schemas.js';
-import { closeDb, migrate, openDb, type Db } from './store/db.js';
+import { closeDb, openDb, type Db } from './store/db.js';
+import { migrate } from './store/schema.js';
 import type { StoreEvents } from './store/events.js';
 import { LeaseStore } from './store/leases.js';
 import { JobStore } from './store/jobs.js';
@@ -162,6 +163,8 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     if (state !== 'idle') throw new OutpostError('conflict', `cannot start a proxy that is ${state}`);
     try {
       const s = await openStore();
+      if (!db) throw new OutpostError('internal', 'the store is not open after openStore()');
+      const openDbNow = db;
       const tls = config.tls.certFile && config.tls.keyFile
         ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
         : null;
@@ -195,10 +198,10 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
         maxWaitMs: config.maxWaitMs, maxParkedPollsPerPool: quotas.parkedPollsPerPool, acceptUnknownTypes: config.acceptUnknownTypes,
         agentVersions: config.agents, leaseTtlMs: config.leaseTtlMs,
       }, {
-        clock, log, db: db!, auth, ...s,
+        clock, log, db: openDbNow, auth, ...s,
         waiters, watch, metrics, state: () => state,
       });
-      if (db!.dialect === 'postgres') {
+      if (openDbNow.dialect === 'postgres') {
         // pg is loaded only for a PostgreSQL store.
         const { default: pg } = await import('pg');
         listener = new ReplicaListener({
@@ -234,7 +237,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       sweeper.start();
       presenceLog = new PresenceLog({ clock, log, transitions: (since, now, limit) => s.agents.transitions(since, now, limit) });
       presenceLog.start();
-      log.info('integration-proxy listening', { url, store: db!.dialect });
+      log.info('integration-proxy listening', { url, store: openDbNow.dialect });
     } catch (err) {
       await shutdown();
       throw err;
@@ -258,9 +261,14 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     state = 'stopped';
   }
 
-  async function tokenStore(): Promise<TokenStore> {
+  /** The stores for an admin command; refused once the proxy stops. */
+  async function adminStores(): Promise<NonNullable<typeof stores>> {
     if (state === 'stopped' || state === 'draining') throw new OutpostError('unavailable', 'the proxy is stopped');
-    return (await openStore()).tokens;
+    return openStore();
+  }
+
+  async function tokenStore(): Promise<TokenStore> {
+    return (await adminStores()).tokens;
   }
 
   async function issueToken(opts: { pool: string; role?: TokenRole; expiresAtMs?: number | null }): Promise<{ id: string; token: string }> {
@@ -297,8 +305,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     async setPoolKey(pool, publicKey) {
       if (!isValid(PoolName, pool)) throw new OutpostError('invalid_request', 'pool: must match ^[A-Za-z0-9._-]+$ (1–128 characters)');
       if (!isValid(PublicKey, publicKey)) throw new OutpostError('invalid_request', 'publicKey: must be a base64 X25519 public key of 32 bytes (bin/agent keygen prints it)');
-      await tokenStore();
-      return stores!.pools.setKey(pool, publicKey);
+      return (await adminStores()).pools.setKey(pool, publicKey);
     },
   };
 }

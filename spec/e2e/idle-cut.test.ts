@@ -72,7 +72,7 @@ describe('behind squid with read_timeout 10 seconds (idle-cutting forward proxy)
     const probing = new AbortController();
     const prober = (async () => {
       while (!probing.signal.aborted) {
-        let status = 0;
+        let status: number;
         try {
           status = (await fetch(`http://127.0.0.1:${healthPort}/readyz`, { signal: AbortSignal.timeout(2000) })).status;
         } catch {

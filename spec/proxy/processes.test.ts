@@ -39,7 +39,7 @@ describe('integration-proxy processes', () => {
     expect(rows.map((x) => x.hash).sort()).toEqual([hashToken(token), hashToken(adminToken)].sort());
     expect(rows.every((x) => x.pool === 'corp')).toBe(true);
     for (const f of ['tokens.db', 'tokens.db-wal']) {
-      let bytes = '';
+      let bytes: string;
       try {
         bytes = readFileSync(join(tmp.dir, f)).toString('latin1');
       } catch {

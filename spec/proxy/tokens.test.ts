@@ -114,7 +114,7 @@ describe.each(['sqlite', 'postgres'] as const)('token lifecycle on %s', (kind) =
   it('tokens made before roles become agent or admin with an id on migration', async () => {
     const pool = freshPool();
     await run(k.db, 'INSERT INTO outpost_tokens (hash, pool, admin, created_at) VALUES (?, ?, 1, 1), (?, ?, 0, 2)', [hashToken('opt_legacyadmin'), pool, hashToken('opt_legacyagent'), pool]);
-    const { migrate } = await import('../../lib/proxy/store/db.js');
+    const { migrate } = await import('../../lib/proxy/store/schema.js');
     await migrate(k.db);
     const list = await k.tokens.list(pool);
     expect(list.map((x) => x.role)).toEqual(['admin', 'agent']);

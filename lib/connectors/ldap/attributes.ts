@@ -106,7 +106,8 @@ export class AttributePolicy {
     const stack: Filter[] = [filter];
     let nodes = 0;
     while (stack.length) {
-      const f = stack.pop()!;
+      const f = stack.pop();
+      if (f === undefined) break;
       // The filter text is bounded by the payload schema; this bounds the walk whatever the parser did.
       if (++nodes > 10_000) refuse('is too complex');
       if (f instanceof AndFilter || f instanceof OrFilter) stack.push(...f.filters);

@@ -233,7 +233,8 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
     throw new OutpostError('config_error', `${at('search.forbiddenAttributes')}: ${(err as Error).message}`);
   }
 
-  const password = resolvePassword(at, '', c, deps, { required: true })!;
+  const password = resolvePassword(at, '', c, deps, { required: true });
+  if (password === undefined) throw new OutpostError('config_error', `${at('bindPassword')}: is required`);
   let ca: Buffer | undefined;
   if (c.tls?.caFile) {
     try {

@@ -71,7 +71,7 @@ function readValue(dn: string, start: number): { value: string; end: number } {
   if (dn[start] === '#') {
     // A BER-encoded value: kept as its hex text; it never names a known entry type here.
     let end = start + 1;
-    while (end < dn.length && /[0-9A-Fa-f]/.test(dn[end]!)) end++;
+    while (end < dn.length && /[0-9A-Fa-f]/.test(dn.charAt(end))) end++;
     if ((end - start - 1) % 2 !== 0 || end === start + 1) throw new DnSyntaxError('an invalid hex value');
     return { value: dn.slice(start, end), end };
   }
@@ -130,7 +130,7 @@ function readQuoted(dn: string, start: number): { value: string; end: number } {
   let out = '';
   while (i < dn.length && dn[i] !== '"') {
     if (dn[i] === '\\' && i + 1 < dn.length) i++;
-    out += dn[i];
+    out += dn.charAt(i);
     i++;
   }
   if (dn[i] !== '"') throw new DnSyntaxError('an unterminated quoted value');
@@ -155,7 +155,7 @@ export function escapeDnValue(value: string): string {
   if (value.startsWith('#') && /^#(?:[0-9A-Fa-f]{2})+$/.test(value)) return value;
   let out = '';
   for (let i = 0; i < value.length; i++) {
-    const c = value[i]!;
+    const c = value.charAt(i);
     if (MUST_ESCAPE.has(c) || c === '=') out += '\\' + c;
     else if (c === '\0') out += '\\00';
     else if ((i === 0 && (c === ' ' || c === '#')) || (i === value.length - 1 && c === ' ')) out += '\\' + c;
@@ -188,7 +188,9 @@ export function isUnderDN(dn: readonly Rdn[], base: readonly Rdn[]): boolean {
   if (dn.length < base.length) return false;
   const offset = dn.length - base.length;
   for (let i = 0; i < base.length; i++) {
-    if (rdnKey(dn[offset + i]!) !== rdnKey(base[i]!)) return false;
+    const a = dn[offset + i];
+    const b = base[i];
+    if (!a || !b || rdnKey(a) !== rdnKey(b)) return false;
   }
   return true;
 }

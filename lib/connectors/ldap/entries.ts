@@ -64,7 +64,7 @@ export class EntryView {
  */
 export function guidToString(b: Buffer): string {
   if (b.length !== 16) return b.toString('hex');
-  const h = (i: number) => b[i]!.toString(16).padStart(2, '0');
+  const h = (i: number) => b.readUInt8(i).toString(16).padStart(2, '0');
   const seq = (idx: number[]) => idx.map(h).join('');
   return `${seq([3, 2, 1, 0])}-${seq([5, 4])}-${seq([7, 6])}-${seq([8, 9])}-${seq([10, 11, 12, 13, 14, 15])}`;
 }
@@ -72,7 +72,7 @@ export function guidToString(b: Buffer): string {
 /** A Windows SID in its `S-1-5-21-…` form. */
 export function sidToString(b: Buffer): string {
   if (b.length < 8) return b.toString('hex');
-  const count = b[1]!;
+  const count = b.readUInt8(1);
   const authority = b.readUIntBE(2, 6);
   const subs: number[] = [];
   for (let i = 0; i < count && 8 + i * 4 + 4 <= b.length; i++) subs.push(b.readUInt32LE(8 + i * 4));
@@ -128,7 +128,8 @@ export function toJsonEntry(entry: Entry, keep?: (attribute: string) => boolean)
   for (const [k, v] of Object.entries(entry)) {
     // ldapts lists every requested name it did not get back, even `*` and `+`: not attributes.
     if (k === 'dn' || k === '*' || k === '+' || k === '1.1') continue;
-    const base = k.split(';')[0]!.toLowerCase();
+    // The name before any option (`member;range=0-1499`); split always gives at least one part.
+    const base = (k.split(';', 1)[0] ?? k).toLowerCase();
     if (SECRET_ATTRIBUTES.has(base) || (keep && !keep(k))) continue;
     const conv = (x: Buffer | string): string => {
       if (!Buffer.isBuffer(x)) return x;

@@ -111,12 +111,13 @@ export function mapLdapError(err: unknown, resource: string, step: LdapStep): Ou
     if (hit) return say(hit.code, hit.retryable, `${hit.text} [${err.code}]`, detail);
     return say('internal', false, `LDAP result ${err.code}`, detail);
   }
-  const e = err as NodeJS.ErrnoException & { reason?: string };
+  // Anything may be thrown, null included.
+  const e = err as (NodeJS.ErrnoException & { reason?: string }) | null | undefined;
   const nodeCode = typeof e?.code === 'string' ? e.code : undefined;
   if (nodeCode && TLS_CODES[nodeCode]) return say('tls_error', false, `TLS ${TLS_CODES[nodeCode]}`, nodeCode);
   if (nodeCode?.startsWith('ERR_SSL_') || nodeCode?.startsWith('ERR_TLS_')) return say('tls_error', false, 'TLS handshake failed', nodeCode);
-  if (nodeCode && SOCKET_CODES[nodeCode]) {
-    const s = SOCKET_CODES[nodeCode]!;
+  const s = nodeCode ? SOCKET_CODES[nodeCode] : undefined;
+  if (nodeCode && s) {
     return say(s.code, s.retryable, s.text, nodeCode);
   }
   const message = err instanceof Error ? err.message : String(err);

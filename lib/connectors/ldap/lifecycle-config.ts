@@ -143,8 +143,7 @@ export function parseAccounts(
     upnSuffix:
       c.upnSuffix ??
       ctx.base
-        .filter((r) => r.length === 1 && r[0]!.type.toLowerCase() === 'dc')
-        .map((r) => r[0]!.value)
+        .flatMap((r) => (r.length === 1 && r[0]?.type.toLowerCase() === 'dc' ? [r[0].value] : []))
         .join('.'),
     writable: new Set((raw?.writableAttributes ?? []).map((a) => a.toLowerCase())),
     deleteMode: raw?.delete?.mode ?? 'delete',

@@ -91,9 +91,11 @@ export async function createAccount(
   if (p.password !== undefined && (typeof p.password !== 'string' || !p.password)) {
     throw new OutpostError('invalid_request', `ldap ${s.name}: password must arrive opened as a non-empty string`);
   }
-  const password = p.password as string | undefined;
+  const password = p.password;
   if (password !== undefined) requireEncrypted(s, 'createAccount with a password');
-  if (ad && (a.name.length > 20 || SAM_BAD.test(a.name) || a.name.endsWith('.') || /[\0-\x1f]/.test(a.name))) {
+  if (ad && (a.name.length > 20 || SAM_BAD.test(a.name) || a.name.endsWith('.') ||
+      // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused here
+      /[\0-\x1f]/.test(a.name))) {
     throw new OutpostError('invalid_request', `ldap ${s.name}: account.name is not a valid sAMAccountName (at most 20 characters, none of " / \\ [ ] : ; | = , + * ? < > @, not ending in a dot)`);
   }
   if (ad && a.enabled === true && password === undefined) {
@@ -224,9 +226,13 @@ export async function deleteAccount(pool: LdapPool, s: LdapSettings, p: AccountI
     changed = true;
   }
   const rdns = parseDN(dn);
-  const target_ = s.accounts.targetRdns!;
+  const target_ = s.accounts.targetRdns;
+  // lifecycle-config.ts sets it for disable-and-move, the one mode that gets here.
+  if (!target_) throw new OutpostError('config_error', `ldap ${s.name}: accounts.delete.targetDN is required with mode disable-and-move`);
   if (!(isUnderDN(rdns, target_) && rdns.length === target_.length + 1)) {
-    const newDN = formatDN([rdns[0]!, ...target_]);
+    const [leaf] = rdns;
+    if (!leaf) throw new OutpostError('internal', `ldap ${s.name}: an account with an empty DN`);
+    const newDN = formatDN([leaf, ...target_]);
     await pool.use(ctx.signal, 'modify', (c) => c.modifyDN(dn, newDN));
     changed = true;
   }

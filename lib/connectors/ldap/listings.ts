@@ -142,7 +142,9 @@ export async function adMembers(client: Client, s: LdapSettings, v: EntryView, e
   let current: EntryView = v;
   for (;;) {
     for (const m of current.all(key)) await emit(m);
-    const [, , end] = RANGE_RE.exec(key)!;
+    const end = RANGE_RE.exec(key)?.[2];
+    // rangeKey() matched RANGE_RE already; a key without an end is as good as the last range.
+    if (end === undefined) return;
     if (end === '*' || signal.aborted) return;
     const next = Number(end) + 1;
     const res = await mapped(s, () =>
@@ -155,7 +157,7 @@ export async function adMembers(client: Client, s: LdapSettings, v: EntryView, e
     // Past the last value there is nothing more.
     if (!key) return;
     // A range that does not start where we asked would loop or skip members: fail rather than list a partial group.
-    if (Number(RANGE_RE.exec(key)![1]) !== next) {
+    if (Number(RANGE_RE.exec(key)?.[1]) !== next) {
       throw new OutpostError('internal', `ldap ${s.name}: the server answered member range ${key} when asked from ${next}`);
     }
   }

@@ -73,7 +73,8 @@ async function readGraph(pool: LdapPool, s: LdapSettings, ctx: OperationContext)
       explicitBufferAttributes: ad ? ['objectSid'] : [],
       pageSize: s.pageSize,
     },
-    async (entries) => {
+    // Synchronous work on each page: the promise only tells pagedSearch to ask for the next one.
+    (entries) => {
       for (const e of entries) {
         if (!isGroup(e)) continue;
         const key = add(e);
@@ -84,6 +85,7 @@ async function readGraph(pool: LdapPool, s: LdapSettings, ctx: OperationContext)
         const up = v.all('memberOf').map(keyOf);
         if (up.length) g.parents.set(key, up);
       }
+      return Promise.resolve();
     },
   );
   if (!ad) {
@@ -92,7 +94,7 @@ async function readGraph(pool: LdapPool, s: LdapSettings, ctx: OperationContext)
       pool,
       ctx.signal,
       { base: s.groupBase, filter: s.groupFilter, attributes: ['objectClass', 'member', 'uniqueMember'], pageSize: Math.min(s.pageSize, GROUPS_PER_PAGE) },
-      async (entries) => {
+      (entries) => {
         for (const e of entries) {
           const parent = keyOf(e.dn);
           if (!g.dns.has(parent)) continue;
@@ -105,6 +107,7 @@ async function readGraph(pool: LdapPool, s: LdapSettings, ctx: OperationContext)
             else g.parents.set(child, [parent]);
           }
         }
+        return Promise.resolve();
       },
     );
   }
@@ -114,12 +117,20 @@ async function readGraph(pool: LdapPool, s: LdapSettings, ctx: OperationContext)
 }
 
 /** Every group containing `key` directly or transitively, except itself (a cycle leads back to it). */
+/** The DN of a group key of the graph (every key readGraph stored has one). */
+function dnOf(g: Graph, key: string): string {
+  const dn = g.dns.get(key);
+  if (dn === undefined) throw new OutpostError('internal', `ldap: group ${key} is not in the graph that was read`);
+  return dn;
+}
+
 function ancestors(g: Graph, key: string): string[] {
   const seen = new Set<string>([key]);
   const out: string[] = [];
   const stack = [...(g.parents.get(key) ?? [])];
   while (stack.length) {
-    const k = stack.pop()!;
+    const k = stack.pop();
+    if (k === undefined) break;
     if (seen.has(k)) continue;
     seen.add(k);
     out.push(k);
@@ -133,9 +144,9 @@ export async function listGrantsNested(pool: LdapPool, s: LdapSettings, ctx: Ope
   const out = new PageBuffer<GrantRecord>(s.pageSize, (p) => ctx.writePage(p), ctx.signal);
   const emit = async (account: string, groupKey: string, up: string[]) => {
     const accountId = canonicalDN(account);
-    const via = g.dns.get(groupKey)!;
+    const via = dnOf(g, groupKey);
     await out.push({ accountId, entitlementId: via });
-    for (const a of up) await out.push({ accountId, entitlementId: g.dns.get(a)!, via });
+    for (const a of up) await out.push({ accountId, entitlementId: dnOf(g, a), via });
   };
   await pagedSearch(
     pool,

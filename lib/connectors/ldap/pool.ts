@@ -105,7 +105,9 @@ export class LdapPool {
     throwIfAborted(signal);
     if (this.closed) throw new OutpostError('unavailable', `ldap ${this.s.name}: connector is closed`, { retryable: true });
     while (this.idle.length) {
-      const { client, sinceMs } = this.idle.pop()!;
+      const idle = this.idle.pop();
+      if (!idle) break;
+      const { client, sinceMs } = idle;
       if (client.isBound && this.clock.now() - sinceMs < this.s.idleTimeoutMs) return { client, reused: true };
       // Closed by the server while idle, or idle so long that a firewall may have dropped it silently.
       this.open--;
@@ -123,7 +125,14 @@ export class LdapPool {
     }
     // A connection handed over by release() was in use a moment ago: treat it as reused.
     return new Promise<{ client: Client; reused: boolean }>((resolve, reject) => {
-      const w: Waiter = { resolve, reject, signal, detach: () => {} };
+      const w: Waiter = {
+        resolve,
+        reject,
+        signal,
+        detach: () => {
+          // Replaced just below by onAbort's detach.
+        },
+      };
       w.detach = onAbort(signal, () => {
         const i = this.waiters.indexOf(w);
         if (i >= 0) this.waiters.splice(i, 1);
@@ -184,7 +193,7 @@ export class LdapPool {
       const password = this.s.password();
       credentials = createHash('sha256').update(`${this.s.bindDN}\0${password}`).digest('hex');
       const held = this.rejected;
-      if (held && held.credentials === credentials && this.clock.now() - held.atMs < BIND_FAILURE_HOLD_MS) {
+      if (held?.credentials === credentials && this.clock.now() - held.atMs < BIND_FAILURE_HOLD_MS) {
         throw new OutpostError(held.error.code, `${held.error.message}; not retried within ${BIND_FAILURE_HOLD_MS / 1000} s so that the account is not locked out`, {
           cause: held.error,
         });
@@ -231,7 +240,7 @@ export class LdapPool {
 }
 
 function isConnectFailure(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException)?.code;
+  const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
   if (err instanceof Error && err.message === 'Connection timeout') return true;
   return typeof code === 'string' && /^(ECONN|EHOST|ENET|ENOTFOUND|EAI_|ETIMEDOUT|ERR_TLS|ERR_SSL|CERT_|UNABLE_TO|SELF_SIGNED|DEPTH_ZERO)/.test(code);
 }

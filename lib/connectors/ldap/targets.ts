@@ -88,12 +88,12 @@ export async function target(
   if (!entry) {
     const any = await readEntry(pool, ctx.signal, dn, ['objectClass']);
     if (!any) throw new OutpostError('not_found', `ldap ${s.name}: ${field} names no entry`);
-    forbid(refusal(s, kind, rdns, objectClasses(any)) ?? `does not match ${kind === 'account' ? 'userFilter' : 'groupFilter'}`);
+    return forbid(refusal(s, kind, rdns, objectClasses(any)) ?? `does not match ${kind === 'account' ? 'userFilter' : 'groupFilter'}`);
   }
-  const why = refusal(s, kind, parseDN(entry!.dn || dn), objectClasses(entry!));
+  const why = refusal(s, kind, parseDN(entry.dn || dn), objectClasses(entry));
   if (why) forbid(why);
-  if (self?.is(rdns, new EntryView(entry!))) forbid("is the agent's own bind account (bindDN), which jobs never change");
-  return { dn, entry: entry! };
+  if (self?.is(rdns, new EntryView(entry))) forbid("is the agent's own bind account (bindDN), which jobs never change");
+  return { dn, entry };
 }
 
 /**

@@ -69,7 +69,7 @@ export class SqlConnector implements Connector {
     if (queries) {
       return this.db.withConnection(ctx.signal, async (conn) => {
         const { listing, result } = await queries.accountListing(conn, p.since);
-        return { records: await writeListing(this.db.stream(conn, listing.stmt, pageSize), pageSize, listing.map, ctx), ...result };
+        return { records: await writeListing(this.db.stream(conn, listing.stmt, pageSize), pageSize, (row) => listing.map(row), ctx), ...result };
       });
     }
     return this.list('listAccounts', pageSize, ctx).then((r) => (p.since === undefined ? r : { ...r, delta: false, deletions: 'unsupported' as const }));
@@ -145,7 +145,7 @@ export class SqlConnector implements Connector {
   private stream(listingOf: (conn: unknown) => Promise<Listing>, pageSize: number, ctx: OperationContext): Promise<ListingResult> {
     return this.db.withConnection(ctx.signal, async (conn) => {
       const listing = await listingOf(conn);
-      return { records: await writeListing(this.db.stream(conn, listing.stmt, pageSize), pageSize, listing.map, ctx) };
+      return { records: await writeListing(this.db.stream(conn, listing.stmt, pageSize), pageSize, (row) => listing.map(row), ctx) };
     });
   }
 

@@ -51,5 +51,5 @@ export function decodeCursor(raw: string): DeltaCursor {
   const v = value as Record<string, unknown>;
   const keys = Object.keys(v).sort().join(',');
   if (keys !== 'h,r,w' || typeof v.r !== 'string' || typeof v.h !== 'string' || typeof v.w !== 'string' || v.w.length > MAX_WATERMARK) return bad();
-  return { resource: v.r as string, fingerprint: v.h as string, watermark: v.w as string };
+  return { resource: v.r, fingerprint: v.h, watermark: v.w };
 }

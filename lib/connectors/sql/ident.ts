@@ -33,7 +33,8 @@ export interface MysqlAccount {
  */
 export function parseMysqlAccount(id: string): MysqlAccount {
   const quoted = /^'((?:[^']|'')*)'@'((?:[^']|'')*)'$/.exec(id);
-  if (quoted) return { user: (quoted[1] as string).replace(/''/g, "'"), host: (quoted[2] as string).replace(/''/g, "'") };
+  const [, user, host] = quoted ?? [];
+  if (user !== undefined && host !== undefined) return { user: user.replace(/''/g, "'"), host: host.replace(/''/g, "'") };
   if (id.startsWith("'")) throw new OutpostError('invalid_request', `account id must look like 'user'@'host'`);
   const at = id.lastIndexOf('@');
   if (at < 0) return { user: id, host: '%' };

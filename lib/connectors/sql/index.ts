@@ -13,7 +13,7 @@ export { SQL_KINDS, parseOptions, type SqlKind, type SqlResourceOptions } from '
  * made, on the first operation (lib/connectors/lazy.ts).
  */
 export const createSqlConnector: ConnectorFactory = (name, config, deps) => {
-  const opts = parseOptions(name, config, { readSecret: deps.readSecret, env: process.env });
+  const opts = parseOptions(name, config, { readSecret: (path) => deps.readSecret(path), env: process.env });
   // An unreadable CA file is a config error at start, as before, not at the first job.
   readCa(opts);
   return lazyConnector(name, opts.kind, ['sql.query'], async () => new (await import('./connector.js')).SqlConnector(opts, deps));

@@ -96,8 +96,8 @@ export class ColumnMap {
  * backpressure, so memory holds one page plus the driver's small buffer.
  * Returns the number of records written.
  */
-export async function writeListing<T>(batches: AsyncIterable<Row[]>, pageSize: number, map: (row: Row) => T | undefined, ctx: OperationContext): Promise<number> {
-  let page: T[] = [];
+export async function writeListing(batches: AsyncIterable<Row[]>, pageSize: number, map: (row: Row) => unknown, ctx: OperationContext): Promise<number> {
+  let page: unknown[] = [];
   let written = 0;
   for await (const batch of batches) {
     for (const row of batch) {

@@ -20,18 +20,20 @@ type OutputBody = OutputRequest | NdjsonPage;
  * inflated bytes against the body limit (so a small bomb cannot grow past
  * it) and the received ones against Content-Length.
  */
-async function inflate(req: FastifyRequest, _reply: unknown, payload: Readable): Promise<Readable> {
-  const encoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-  if (encoding === 'identity') return payload;
-  if (encoding !== 'gzip') throw new OutpostError('invalid_request', 'content-encoding: only gzip is accepted');
+function inflate(req: FastifyRequest, _reply: unknown, payload: Readable): Promise<Readable> {
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding === 'identity') return Promise.resolve(payload);
+  if (encoding !== 'gzip') return Promise.reject(new OutpostError('invalid_request', 'content-encoding: only gzip is accepted'));
   const gunzip = createGunzip() as ReturnType<typeof createGunzip> & { receivedEncodedLength: number };
   gunzip.receivedEncodedLength = 0;
-  // A body that only claims gzip fails here: fastify answers 400 from its own listener when it reads the
-  // body; when it never does (an unsupported content-type, a body over the limit), the error must not go unhandled.
-  gunzip.on('error', () => {});
+  gunzip.on('error', () => {
+    // Deliberately a no-op: a body that only claims gzip fails here; fastify answers 400 from its own listener
+    // when it reads the body; when it never does (an unsupported content-type, a body over the limit), the error
+    // must not go unhandled.
+  });
   payload.on('data', (chunk: Buffer) => (gunzip.receivedEncodedLength += chunk.length));
   payload.on('error', (err) => gunzip.destroy(err));
-  return payload.pipe(gunzip);
+  return Promise.resolve(payload.pipe(gunzip));
 }
 
 /**

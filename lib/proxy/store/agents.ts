@@ -109,7 +109,7 @@ export class AgentStore {
     const prev = this.seen.get(key);
     const fingerprint = info.hostname === undefined ? prev?.fingerprint ?? '' : JSON.stringify([info.hostname, info.version, info.resources]);
     const contactBy = now + (nextContactWithinMs === undefined ? this.opts.presenceMs : nextContactWithinMs + this.graceMs);
-    if (prev && prev.fingerprint === fingerprint && now - prev.writtenAtMs < this.opts.presenceMs / 10 && contactBy - prev.contactByMs <= CONTACT_SLACK_MS) return false;
+    if (prev?.fingerprint === fingerprint && now - prev.writtenAtMs < this.opts.presenceMs / 10 && contactBy - prev.contactByMs <= CONTACT_SLACK_MS) return false;
     if (info.hostname === undefined) {
       // A heartbeat carries no description: refresh lastSeenAt of a known agent only.
       this.remember(key, now, fingerprint, contactBy);

@@ -26,7 +26,9 @@ export function knexConfig(url: string, log?: Logger): Knex.Config {
           warn: (m: unknown) => log.warn(`store: ${String(m)}`),
           error: (m: unknown) => log.error(`store: ${String(m)}`),
           deprecate: (m: unknown) => log.debug(`store: ${String(m)}`),
-          debug: () => {},
+          debug: () => {
+            // Dropped: knex's debug output is query tracing, too verbose for the store's log.
+          },
         },
       }
     : {};
@@ -121,5 +123,3 @@ export async function atomic<R>(db: Db, steps: Unit<R>): Promise<R> {
 export function marks(n: number): string {
   return new Array(n).fill('?').join(', ');
 }
-
-export { migrate } from './schema.js';

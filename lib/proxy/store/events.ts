@@ -44,8 +44,10 @@ export function parseNotifyPayload(payload: string): { replicaId: string; pool: 
   const resources: Array<string | null> = [];
   for (const part of rest) {
     const m = /^(.+)=(\d+)$/.exec(part);
-    if (!m) continue;
-    for (let i = 0; i < Math.min(Number(m[2]), 10_000); i++) resources.push(m[1] === '-' ? null : m[1]!);
+    const name = m?.[1];
+    const count = m?.[2];
+    if (name === undefined || count === undefined) continue;
+    for (let i = 0; i < Math.min(Number(count), 10_000); i++) resources.push(name === '-' ? null : name);
   }
   return { replicaId, pool, resources };
 }

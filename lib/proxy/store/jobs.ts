@@ -95,7 +95,7 @@ export class JobStore {
       expiresAtMs(j, now, defaultExpiryMs),
     ]);
     const av: Available = new Map();
-    const out = db.dialect === 'sqlite' ? this.insertSqlite(db.sqlite, items, values, av) : await this.insertPg(db.knex, items, values, av);
+    const out = db.dialect === 'sqlite' ? this.insertSqlite(db.sqlite, items, values, av) : await this.insertPg(db.knex, items, ids, values, av);
     announce(events, av);
     return out;
   }
@@ -117,7 +117,7 @@ export class JobStore {
   }
 
   /** PostgreSQL: one multi-row INSERT in a transaction, so that the NOTIFY goes out at commit. */
-  private async insertPg(knex: Knex, items: readonly NewJob[], values: unknown[][], av: Available): Promise<Array<{ id: string; status: JobStatus }>> {
+  private async insertPg(knex: Knex, items: readonly NewJob[], ids: readonly string[], values: unknown[][], av: Available): Promise<Array<{ id: string; status: JobStatus }>> {
     return knex.transaction(async (trx) => {
       const inserted = await query<{ id: string; pool: string; resource: string | null }>(
         trx,
@@ -128,7 +128,7 @@ export class JobStore {
       const fresh = new Set(inserted.map((r) => r.id));
       for (const r of inserted) bump(av, r.pool, r.resource);
       const existing = new Map<string, { id: string; status: JobStatus }>();
-      const repeats = items.filter((j, i) => !fresh.has(values[i]![0] as string) && j.idempotencyKey);
+      const repeats = items.filter((j, i) => !fresh.has(ids[i] ?? '') && j.idempotencyKey);
       if (repeats.length) {
         const rows = await query<{ id: string; pool: string; idempotency_key: string; status: JobStatus }>(
           trx,
@@ -139,7 +139,8 @@ export class JobStore {
       }
       await notifyReplicas({ dialect: 'postgres', knex }, trx, this.deps.replicaId, av);
       return items.map((j, i) => {
-        const id = values[i]![0] as string;
+        const id = ids[i];
+        if (id === undefined) throw new OutpostError('internal', 'enqueue: a job without an id');
         if (fresh.has(id)) return { id, status: 'queued' as const };
         const first = existing.get(`${j.pool}\u0000${j.idempotencyKey}`);
         if (!first) throw new Error('enqueue: conflicting row vanished');

@@ -122,8 +122,9 @@ export class OutputStore {
         const text = r.records.length && isLegacyPage(r.records) ? legacyToNdjson(r.records) : r.records;
         if (text.length) yield text;
       }
-      if (rows.length < PAGES_PER_READ) return;
-      after = Number(rows[rows.length - 1]!.seq);
+      const last = rows.at(-1);
+      if (rows.length < PAGES_PER_READ || !last) return;
+      after = Number(last.seq);
     }
   }
 

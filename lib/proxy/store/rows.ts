@@ -35,11 +35,11 @@ export function num(v: number | string | null | undefined): number {
   return v === null || v === undefined ? 0 : Number(v);
 }
 
-function iso(v: number | string | null): string | null {
+function iso(v: number | string | null | undefined): string | null {
   return v === null || v === undefined ? null : new Date(Number(v)).toISOString();
 }
 
-function parseJson(text: string | null): unknown {
+function parseJson(text: string | null | undefined): unknown {
   return text === null || text === undefined ? null : JSON.parse(text);
 }
 

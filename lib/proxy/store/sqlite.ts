@@ -15,7 +15,7 @@ const MAX_CACHED_SQL_CHARS = 8192;
  * interleave with another: no pool and no lock are needed in this process.
  */
 export class SqliteConn {
-  private readonly cache = new Map<string, Database.Statement<unknown[]>>();
+  private readonly cache = new Map<string, Database.Statement>();
   private readonly tx: (fn: () => unknown) => unknown;
 
   constructor(private readonly raw: Database.Database) {
@@ -53,10 +53,10 @@ export class SqliteConn {
     if (this.raw.open) this.raw.close();
   }
 
-  private prepared(sql: string): Database.Statement<unknown[]> {
+  private prepared(sql: string): Database.Statement {
     let stmt = this.cache.get(sql);
     if (!stmt) {
-      stmt = this.raw.prepare<unknown[]>(sql);
+      stmt = this.raw.prepare(sql);
       if (sql.length <= MAX_CACHED_SQL_CHARS) {
         if (this.cache.size >= MAX_CACHED_STATEMENTS) this.cache.clear();
         this.cache.set(sql, stmt);

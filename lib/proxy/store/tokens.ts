@@ -130,8 +130,9 @@ export class TokenStore {
     const db = this.deps.db;
     return atomic(db, function* () {
       const found = (yield stmt('SELECT revoked_at FROM outpost_tokens WHERE id = ?', [id])) as Array<{ revoked_at: unknown }>;
-      if (!found.length) return 'not_found' as const;
-      if (found[0]!.revoked_at !== null) return 'already_revoked' as const;
+      const [first] = found;
+      if (!first) return 'not_found' as const;
+      if (first.revoked_at !== null) return 'already_revoked' as const;
       yield stmt('UPDATE outpost_tokens SET revoked_at = ? WHERE id = ?', [now, id]);
       yield stmt('UPDATE outpost_token_revision SET revision = revision + 1 WHERE id = 1');
       if (db.dialect === 'postgres') yield stmt('SELECT pg_notify(?, ?)', [TOKENS_CHANNEL, id]);
@@ -168,7 +169,8 @@ const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 8
  */
 export function parseExpiry(value: string, nowMs: number): number {
   const d = DURATION.exec(value.trim());
-  if (d) return nowMs + Number(d[1]) * UNIT_MS[d[2]!]!;
+  const unitMs = d ? UNIT_MS[d[2] ?? ''] : undefined;
+  if (d && unitMs !== undefined) return nowMs + Number(d[1]) * unitMs;
   const at = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value.trim()) ? Date.parse(value.trim()) : NaN;
   if (!Number.isFinite(at)) throw new OutpostError('invalid_request', '--expires: must be a duration (30d, 12h, 90m, 45s, 2w) or an ISO 8601 date-time');
   if (at <= nowMs) throw new OutpostError('invalid_request', '--expires: must be in the future');

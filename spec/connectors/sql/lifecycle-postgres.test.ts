@@ -25,7 +25,6 @@ const WRONG = 'Wrong-Plain-Pw-0000';
 let cluster: PgCluster;
 let admin: Knex;
 let c: Connector;
-const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
 const run = (sql: string) => admin.raw(sql);
 const role = async (name: string) => (await run(`select r.*, a.rolpassword from pg_roles r join pg_authid a on a.oid = r.oid where r.rolname = '${name}'`)).rows[0];
 const ms: Record<string, number> = {};

@@ -163,7 +163,7 @@ describe('postgres: pool, TLS and cancellation edges', () => {
     }
   });
 
-  it('a literal ? (jsonb operator) is written \? and stays an operator on both paths', async () => {
+  it('a literal ? (jsonb operator) is written \\? and stays an operator on both paths', async () => {
     const c = createSqlConnector('jsonq', { kind: 'postgres', connection: { url: db.url }, queries: {
       copy: "select id, j \\? 'k' as has_k from odd_values where id = 1",
       cursor: "select id, j \\? 'k' as has_k from odd_values where id = :id",

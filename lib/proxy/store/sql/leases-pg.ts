@@ -13,7 +13,10 @@ import { CLAIM_SET, checkMax, failUnit, leaseKey, type ClaimArgs, type ClaimedRo
  */
 
 type PgDb = Extract<Db, { dialect: 'postgres' }>;
-type Row = { id: string; lease_token: string };
+interface Row {
+  id: string;
+  lease_token: string;
+}
 
 const BATCH = `unnest(?::text[], ?::text[]) AS r(id, token)`;
 const FENCE = `j.id = r.id AND j.lease_token = r.token AND j.pool = ? AND j.status = 'leased'`;

@@ -94,7 +94,7 @@ export function results(
       const key = leaseKey(i.jobId, i.leaseToken);
       if (out.accepted.has(key)) continue;
       const [row] = c.all<{ result_token: string | null }>(RESULT_TOKEN, [i.jobId, pool]);
-      if (row && row.result_token === i.leaseToken) out.repeated.add(key);
+      if (row?.result_token === i.leaseToken) out.repeated.add(key);
     }
     return out;
   });
