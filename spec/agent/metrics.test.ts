@@ -7,7 +7,8 @@ import { sleepUntil } from '../fixtures/net.js';
 
 let proxy: TestProxy;
 beforeAll(async () => {
-  proxy = await startTestProxy(AGENT_SUITE_PROXY);
+  // A short TTL: the agent hears of the slow job's cancel on its next heartbeat (TTL/3), ~1 s instead of 10 s.
+  proxy = await startTestProxy({ ...AGENT_SUITE_PROXY, leaseTtlMs: 3_000 });
 });
 afterAll(async () => {
   await stopAgents();
