@@ -22,11 +22,23 @@ if errorlevel 1 set FAILED=1
 call :set Application "%APPDIR%\node.exe"
 call :set AppDirectory "%APPDIR%"
 call :set AppParameters "agent.mjs start"
-"%NSSM%" set "%SERVICE%" AppEnvironmentExtra %ENVLIST% >nul 2>&1
-if errorlevel 1 (
-  echo configure: cannot set the service environment 1>&2
-  exit /b 1
+rem NSSM checks a new environment by starting itself with it (suspended, then ended); that start can
+rem fail for reasons other than the environment, so up to three tries, then NSSM's own words.
+set ENVTRY=0
+:envtry
+set /a ENVTRY+=1
+"%NSSM%" set "%SERVICE%" AppEnvironmentExtra %ENVLIST% >"%TEMP%\outpost-nssm-env.txt" 2>&1
+if not errorlevel 1 goto envdone
+if %ENVTRY% LSS 3 (
+  ping -n 2 127.0.0.1 >nul 2>&1
+  goto envtry
 )
+echo configure: cannot set the service environment (nssm set %SERVICE% AppEnvironmentExtra, %ENVTRY% tries); nssm said: 1>&2
+type "%TEMP%\outpost-nssm-env.txt" 1>&2
+del "%TEMP%\outpost-nssm-env.txt" >nul 2>&1
+exit /b 1
+:envdone
+del "%TEMP%\outpost-nssm-env.txt" >nul 2>&1
 call :set DisplayName "Outpost agent"
 call :set Description "Outpost on-premise integration agent (runs %APPDIR%\agent.mjs)"
 rem Logs: stdout and stderr to one file, renamed to agent-YYYYMMDDTHHMMSS.mmm.log once it passes
