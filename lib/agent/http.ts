@@ -2,7 +2,6 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import got, { type Got } from 'got';
 import { HttpProxyAgent, HttpsProxyAgent } from 'hpagent';
 import { getProxyForUrl } from 'proxy-from-env';
 import { registerSecret } from '../util/redact.js';
@@ -26,12 +25,12 @@ interface AgentPair {
 const KEEP_ALIVE = { keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: 16, scheduling: 'lifo' as const };
 
 /**
- * The HTTP side of the agent: a got instance with got's own retries off
- * (the loop owns backoff), plus keep-alive agents chosen per target URL from
- * HTTPS_PROXY/HTTP_PROXY/NO_PROXY (lower case wins, as in proxy-from-env).
+ * The HTTP side of the agent: keep-alive agents chosen per target URL from
+ * HTTPS_PROXY/HTTP_PROXY/NO_PROXY (lower case wins, as in proxy-from-env),
+ * with the TLS settings on them; requests go out through lib/agent/http-post.ts
+ * (no retries there: the loop owns backoff).
  */
 export class HttpTransport {
-  readonly got: Got;
   private readonly direct: AgentPair;
   private readonly viaProxy = new Map<string, AgentPair>();
   /** The forward proxy ('' for direct) per target origin: decided once, not on every request. */
@@ -48,12 +47,12 @@ export class HttpTransport {
     this.ca = opts.caFile ? trustedCas(opts.caFile, this.env) : undefined;
     const tls = { rejectUnauthorized: this.rejectUnauthorized, ...(this.ca ? { ca: this.ca } : {}) };
     this.direct = { http: new HttpAgent(KEEP_ALIVE), https: new HttpsAgent({ ...KEEP_ALIVE, ...tls }) };
-    this.got = got.extend({
-      retry: { limit: 0 },
-      throwHttpErrors: false,
-      followRedirect: false,
-      https: { rejectUnauthorized: this.rejectUnauthorized, ...(this.ca ? { certificateAuthority: this.ca } : {}) },
-    });
+  }
+
+  /** The agent a request to `url` goes out on (its scheme's, direct or through the forward proxy). */
+  agentFor(url: string): HttpAgent | HttpsAgent {
+    const pair = this.agentsFor(url);
+    return url.startsWith('https:') ? pair.https : pair.http;
   }
 
   /**

@@ -198,7 +198,7 @@ export class OutputPipe {
     if (form.ndjson && api.outputNdjson) {
       const head = JSON.stringify({ leaseToken: job.leaseToken, seq });
       const headers: Record<string, string> = { 'content-type': NDJSON_MEDIA_TYPE };
-      // Encoded once here: got would encode a string body for its length and again on the socket.
+      // Encoded once here, not per attempt: a retried page goes out as the same bytes.
       let data = Buffer.from(`${head}\n${text}`);
       if (this.opts.gzip) {
         data = await gzip(data, { level: 1 });

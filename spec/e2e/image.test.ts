@@ -8,8 +8,8 @@ import { ROOT, spawnProcess, stopAll } from '../fixtures/processes.js';
 
 /**
  * No Docker engine runs here, so this replays the Dockerfile's build stage
- * in a temp dir — the files it COPYs, `tsc -p tsconfig.image.json`,
- * `npm prune --omit=dev` — and runs the result as the image would. It catches
+ * in a temp dir — the files it COPYs, `tsc -p tsconfig.image.json`, the
+ * agent's bundle, `npm prune --omit=dev` — and runs the result as the image would. It catches
  * a runtime import of a dev dependency, a file the image forgets, or a
  * compiled entry point that does not start.
  */
@@ -32,6 +32,7 @@ beforeAll(() => {
   // `npm ci` from the lock is what the image runs; a copy of the same tree saves the download here.
   cpSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), { recursive: true, verbatimSymlinks: true });
   execFileSync('npx', ['tsc', '-p', 'tsconfig.image.json'], { cwd: dir, stdio: 'pipe' });
+  execFileSync('node', ['scripts/bundle-agent.mjs'], { cwd: dir, stdio: 'pipe' });
   execFileSync('npm', ['prune', '--omit=dev', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'pipe' });
   // The runtime stage copies the shims next to dist/.
   cpSync(join(ROOT, 'bin/agent'), join(dir, 'bin/agent'));
