@@ -86,22 +86,19 @@ export class OutputPipe {
   async write(records: readonly unknown[]): Promise<void> {
     this.throwIfFailed();
     // An empty write still makes a (empty) page, as it always did.
-    if (!records.length) return this.queue([], 0);
-    let lines: string[] = [];
-    let chars = 0;
+    if (!records.length) return this.queue(EMPTY_PAGE);
+    let page = new PageBuilder(this.maxPageBytes);
     for (const r of records) {
       // As JSON.stringify of the array would: undefined becomes null. Its declared type says string, but
       // undefined (or a function) gives undefined, hence the widening.
       const line = (JSON.stringify(r) as string | undefined) ?? 'null';
-      lines.push(line);
-      chars += line.length + 1;
-      if (chars >= this.maxPageBytes || lines.length >= MAX_RECORDS_PER_PAGE) {
-        await this.queue(lines, chars);
-        lines = [];
-        chars = 0;
+      page.append(line);
+      if (page.bytes >= this.maxPageBytes || page.count >= MAX_RECORDS_PER_PAGE) {
+        await this.queue(page.done());
+        page = new PageBuilder(this.maxPageBytes);
       }
     }
-    if (lines.length) await this.queue(lines, chars);
+    if (page.count) await this.queue(page.done());
   }
 
   /** Waits until every page sent is stored; rejects with the first failure. */
@@ -119,7 +116,7 @@ export class OutputPipe {
     if (this.failure !== undefined) throw this.failure;
   }
 
-  private async queue(lines: string[], chars: number): Promise<void> {
+  private async queue(page: Page): Promise<void> {
     while (this.out.size >= this.maxPages) await Promise.race(this.out);
     this.throwIfFailed();
     this.deps.lease.assertLive();
@@ -127,10 +124,10 @@ export class OutputPipe {
     this.nextSeq += SEQ_STRIDE;
     const { stats } = this;
     stats.pagesInFlight++;
-    stats.bytesInFlight += chars;
+    stats.bytesInFlight += page.data.length;
     stats.peakPagesInFlight = Math.max(stats.peakPagesInFlight, stats.pagesInFlight);
     stats.peakBytesInFlight = Math.max(stats.peakBytesInFlight, stats.bytesInFlight);
-    const sent: Promise<void> = this.send(lines, chars, seq, SEQ_STRIDE).then(
+    const sent: Promise<void> = this.send(page, seq, SEQ_STRIDE).then(
       () => {
         stats.pagesSent++;
       },
@@ -141,29 +138,27 @@ export class OutputPipe {
     );
     const done = sent.finally(() => {
       stats.pagesInFlight--;
-      stats.bytesInFlight -= chars;
+      stats.bytesInFlight -= page.data.length;
       this.out.delete(done);
     });
     this.out.add(done);
   }
 
   /** One page at `seq`, retried on transient failures; a 413 splits it in halves within `span` seqs. */
-  private async send(lines: string[], chars: number, seq: number, span: number): Promise<void> {
+  private async send(page: Page, seq: number, span: number): Promise<void> {
     const { lease } = this.deps;
-    let text: string | undefined;
     try {
       await retry(
         async () => {
           lease.assertLive();
-          text ??= lines.length ? lines.join('\n') + '\n' : '';
-          await this.post(text, lines, seq);
+          await this.post(page, seq);
         },
         {
           clock: this.deps.clock,
           backoff: this.backoff,
           signal: lease.signal,
           // Lost, stopped and splittable pages are handled below, not retried; 401 may be a token being rotated.
-          shouldRetry: (e) => !lease.stopReason && e.code !== 'lease_lost' && !(e.code === 'too_large' && lines.length > 1) && (e.retryable || e.code === 'unauthorized'),
+          shouldRetry: (e) => !lease.stopReason && e.code !== 'lease_lost' && !(e.code === 'too_large' && page.count > 1) && (e.retryable || e.code === 'unauthorized'),
           onRetry: (e, delayMs) => {
             this.deps.metrics?.backoffs.inc({ call: 'output' });
             this.deps.log().warn('writing an output page failed; retrying', { seq, code: e.code, error: e.message, retryInMs: delayMs });
@@ -178,28 +173,25 @@ export class OutputPipe {
         lease.stop('lost');
         throw lease.signal.reason;
       }
-      if (e.code === 'too_large' && lines.length > 1 && span > 1) {
+      if (e.code === 'too_large' && page.count > 1 && span > 1) {
         // The proxy takes less than we cut: later pages are cut smaller too.
-        this.maxPageBytes = Math.max(1, Math.min(this.maxPageBytes, Math.floor(chars / 2)));
-        const half = Math.ceil(lines.length / 2);
-        const head = lines.slice(0, half);
-        const headChars = head.reduce((n, l) => n + l.length + 1, 0);
-        await this.send(head, headChars, seq, span / 2);
-        await this.send(lines.slice(half), chars - headChars, seq + span / 2, span / 2);
+        this.maxPageBytes = Math.max(1, Math.min(this.maxPageBytes, Math.floor(page.data.length / 2)));
+        const [head, tail] = splitPage(page);
+        await this.send(head, seq, span / 2);
+        await this.send(tail, seq + span / 2, span / 2);
         return;
       }
       throw e;
     }
   }
 
-  private async post(text: string, lines: readonly string[], seq: number): Promise<void> {
+  private async post(page: Page, seq: number): Promise<void> {
     const { api, lease, form } = this.deps;
     const { job } = lease;
     if (form.ndjson && api.outputNdjson) {
-      const head = JSON.stringify({ leaseToken: job.leaseToken, seq });
+      const head = Buffer.from(`${JSON.stringify({ leaseToken: job.leaseToken, seq })}\n`);
       const headers: Record<string, string> = { 'content-type': NDJSON_MEDIA_TYPE };
-      // Encoded once here, not per attempt: a retried page goes out as the same bytes.
-      let data = Buffer.from(`${head}\n${text}`);
+      let data = Buffer.concat([head, page.data]);
       if (this.opts.gzip) {
         data = await gzip(data, { level: 1 });
         headers['content-encoding'] = 'gzip';
@@ -215,7 +207,61 @@ export class OutputPipe {
         this.deps.log().info('the integration-proxy does not take NDJSON output pages; sending JSON pages');
       }
     }
-    // Lines were made by JSON.stringify here: parsing them back gives the same values.
-    await api.output(job.id, { leaseToken: job.leaseToken, seq, records: lines.map((l) => JSON.parse(l) as unknown) }, lease.signal);
+    // Lines were made by JSON.stringify here (no raw newline inside one): parsing them back gives the same values.
+    const records = page.count ? page.data.toString('utf8').slice(0, -1).split('\n').map((l) => JSON.parse(l) as unknown) : [];
+    await api.output(job.id, { leaseToken: job.leaseToken, seq, records }, lease.signal);
   }
+}
+
+/** A page: `count` NDJSON lines, each ending in a newline, as UTF-8 bytes. */
+interface Page {
+  readonly data: Buffer;
+  readonly count: number;
+}
+
+const EMPTY_PAGE: Page = { data: Buffer.alloc(0), count: 0 };
+
+/**
+ * Encodes lines straight into one growing Buffer. Why not strings joined: a
+ * page's text (~150 KB to 1 MiB) would be one string above V8's large-object
+ * size, allocated in the old generation and freed only by a full GC, so a
+ * million-row listing grew the agent's heap by ~100 MB before one ran; a
+ * Buffer's bytes are freed as soon as the page is answered.
+ */
+class PageBuilder {
+  bytes = 0;
+  count = 0;
+  private buf: Buffer;
+
+  constructor(maxPageBytes: number) {
+    this.buf = Buffer.allocUnsafe(Math.min(64 * 1024, Math.max(256, maxPageBytes)));
+  }
+
+  append(line: string): void {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: measure exactly only when that bound might not fit.
+    const need = line.length * 3 + 1 <= this.buf.length - this.bytes ? 0 : Buffer.byteLength(line) + 1;
+    if (need && need > this.buf.length - this.bytes) {
+      const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.bytes + need));
+      this.buf.copy(grown, 0, 0, this.bytes);
+      this.buf = grown;
+    }
+    this.bytes += this.buf.write(line, this.bytes, 'utf8');
+    this.buf[this.bytes++] = 0x0a;
+    this.count++;
+  }
+
+  done(): Page {
+    return { data: this.buf.subarray(0, this.bytes), count: this.count };
+  }
+}
+
+/** The first ⌈count/2⌉ lines and the rest (views of the same bytes). */
+function splitPage(page: Page): [Page, Page] {
+  const half = Math.ceil(page.count / 2);
+  let cut = 0;
+  for (let i = 0; i < half; i++) cut = page.data.indexOf(0x0a, cut) + 1;
+  return [
+    { data: page.data.subarray(0, cut), count: half },
+    { data: page.data.subarray(cut), count: page.count - half },
+  ];
 }
