@@ -120,6 +120,16 @@ describe.each(['sqlite', 'postgres'] as const)('output pages on %s', (dialect) =
     expect((await admin.get(`/v1/jobs/${id}/output`)).text).toBe('{"attempt":2}\n');
   });
 
+  it('stores and serves non-ASCII records byte for byte (framed as bytes: no multi-byte character is taken for a quote)', async () => {
+    const { admin, id, token, ndjson } = await leased();
+    const lines = '{"name":"Zoë Ünal","cn":"日本語\\"ü","e":"🙂"}\n["é]",{"k":"\\\\"}]\n';
+    expect((await ndjson({ leaseToken: token, seq: 0 }, lines)).status).toBe(200);
+    expect((await admin.get(`/v1/jobs/${id}`)).body.outputRecords).toBe(2);
+    const served = (await admin.get(`/v1/jobs/${id}/output`)).text;
+    expect(served).toBe(lines);
+    expect(served.split('\n').filter(Boolean).map((l) => JSON.parse(l) as unknown)).toEqual([{ name: 'Zoë Ünal', cn: '日本語"ü', e: '🙂' }, ['é]', { k: '\\' }]]);
+  });
+
   it('takes a page up to the body limit and counts its records; one byte over is 413', async () => {
     const { id, token, ndjson } = await leased();
     const head = JSON.stringify({ leaseToken: token, seq: 0 }) + '\n';
@@ -151,5 +161,6 @@ describe('NDJSON framing', () => {
     expect(countRecordLines('', 64)).toBe(0);
     expect(countRecordLines('1\n', 64)).toBe(1);
     expect(countRecordLines('{"a":"x\\"}"}\n[1,{"b":"]"}]\n"s\\\\"', 64)).toBe(3);
+    expect(countRecordLines(Buffer.from('{"é":"ü\\"}"}\n"日本"\n'), 64)).toBe(2);
   });
 });

@@ -165,8 +165,8 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
     const row = await jobs.row(req.params.id);
     const token = row?.lease_token;
     const output = deps.output;
-    async function* lines(): AsyncGenerator<string> {
-      // Pages are stored as NDJSON text: served as they are, never parsed here.
+    async function* lines(): AsyncGenerator<string | Buffer> {
+      // Pages are stored as NDJSON (bytes on SQLite, text on PostgreSQL): served as they are, never parsed here.
       if (token) yield* output.ndjson(req.params.id, token);
     }
     return reply.type('application/x-ndjson').send(Readable.from(lines()));

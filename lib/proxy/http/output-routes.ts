@@ -10,7 +10,7 @@ import { parseNdjsonPage, toNdjson, type NdjsonPage } from './ndjson-page.js';
 
 const JobParams = Type.Object({ id: Id });
 /** The NDJSON form once parsed (ndjson-page.ts): the head is checked here, the record lines were framed there. */
-const ParsedNdjsonPage = Type.Object({ head: OutputPageHead, ndjson: Type.String(), count: Type.Integer({ minimum: 0 }) });
+const ParsedNdjsonPage = Type.Object({ head: OutputPageHead, ndjson: Type.Unsafe<Buffer>({ description: 'record lines (bytes), framed by ndjson-page.ts' }), count: Type.Integer({ minimum: 0 }) });
 
 /** What a request body is after the content-type parsers: the old JSON form or the NDJSON one. */
 type OutputBody = OutputRequest | NdjsonPage;
@@ -47,9 +47,9 @@ export function registerOutputRoutes(app: FastifyInstance, deps: Pick<AgentRoute
   const { auth, output } = deps;
   // Root scope, so the route is in the OpenAPI document built right after registration. On any
   // other route an NDJSON body fails that route's own schema (400), as any other wrong body.
-  app.addContentTypeParser(NDJSON_MEDIA_TYPE, { parseAs: 'string' }, (_req, body, done) => {
+  app.addContentTypeParser(NDJSON_MEDIA_TYPE, { parseAs: 'buffer' }, (_req, body, done) => {
     try {
-      done(null, parseNdjsonPage(typeof body === 'string' ? body : body.toString('utf8')));
+      done(null, parseNdjsonPage(typeof body === 'string' ? Buffer.from(body) : body));
     } catch (err) {
       done(err as OutpostError, undefined);
     }

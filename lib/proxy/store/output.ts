@@ -43,7 +43,7 @@ export class OutputStore {
   append(pool: string, jobId: string, leaseToken: string, seq: number, records: readonly unknown[]): Promise<PageStatus> {
     let ndjson = '';
     for (const r of records) ndjson += JSON.stringify(r) + '\n';
-    return this.appendNdjson(pool, jobId, leaseToken, seq, { ndjson, count: records.length });
+    return this.appendNdjson(pool, jobId, leaseToken, seq, { ndjson: Buffer.from(ndjson), count: records.length });
   }
 
   /**
@@ -51,12 +51,14 @@ export class OutputStore {
    * lines are stored as they came (NDJSON, each line ending in `\n`), never
    * parsed; `count` lines and their bytes count against the job's and the
    * pool's quotas. One transaction: a page over a quota is rolled back (413
-   * `too_large`), so nothing beyond the quota is stored.
+   * `too_large`), so nothing beyond the quota is stored. SQLite keeps the
+   * bytes as they came (a BLOB: no JS string is made of them); PostgreSQL's
+   * column is TEXT, so it gets the text.
    */
-  async appendNdjson(pool: string, jobId: string, leaseToken: string, seq: number, page: { ndjson: string; count: number }): Promise<PageStatus> {
-    const text = page.ndjson;
+  async appendNdjson(pool: string, jobId: string, leaseToken: string, seq: number, page: { ndjson: Buffer; count: number }): Promise<PageStatus> {
+    const text = this.deps.db.dialect === 'sqlite' ? page.ndjson : page.ndjson.toString('utf8');
     const count = page.count;
-    const bytes = Buffer.byteLength(text);
+    const bytes = page.ndjson.length;
     const perJob = this.opts.maxBytesPerJob ?? Number.MAX_SAFE_INTEGER;
     const perPool = this.opts.maxBytesPerPool ?? Number.MAX_SAFE_INTEGER;
     let refused: QuotaName | null = null;
@@ -105,22 +107,24 @@ export class OutputStore {
   }
 
   /**
-   * The NDJSON text of one lease's pages in seq order, a page a chunk and a
-   * few pages per query, so that a listing of any size streams with bounded
-   * memory. Pages stored as JSON arrays (before NDJSON storage) are converted.
+   * The NDJSON of one lease's pages in seq order, a page a chunk (bytes from
+   * SQLite, text from PostgreSQL) and a few pages per query, so that a listing
+   * of any size streams with bounded memory. Pages stored as JSON arrays
+   * (before NDJSON storage) are converted.
    */
-  async *ndjson(jobId: string, leaseToken: string): AsyncGenerator<string> {
+  async *ndjson(jobId: string, leaseToken: string): AsyncGenerator<string | Buffer> {
     let after = -1;
     for (;;) {
-      const rows = await run<{ seq: number | string; records: string }>(
+      const rows = await run<{ seq: number | string; records: string | Buffer }>(
         this.deps.db,
         // A literal LIMIT: SQLite re-prepares a statement whose LIMIT is bound at every execution.
         `SELECT seq, records FROM outpost_output WHERE job_id = ? AND lease_token = ? AND seq > ? ORDER BY seq LIMIT ${PAGES_PER_READ}`,
         [jobId, leaseToken, after],
       );
       for (const r of rows) {
-        const text = r.records.length && isLegacyPage(r.records) ? legacyToNdjson(r.records) : r.records;
-        if (text.length) yield text;
+        const page = r.records;
+        if (!page.length) continue;
+        yield isLegacyPage(page) ? legacyToNdjson(page.toString()) : page;
       }
       const last = rows.at(-1);
       if (rows.length < PAGES_PER_READ || !last) return;
@@ -130,8 +134,12 @@ export class OutputStore {
 
   /** The records of one lease's pages in seq order, a page at a time (parsed: for tests and tools; the API serves ndjson()). */
   async *records(jobId: string, leaseToken: string): AsyncGenerator<unknown[]> {
-    for await (const text of this.ndjson(jobId, leaseToken)) {
-      yield text.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as unknown);
+    for await (const page of this.ndjson(jobId, leaseToken)) {
+      yield page
+        .toString()
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .map((line) => JSON.parse(line) as unknown);
     }
   }
 }
@@ -140,8 +148,8 @@ export class OutputStore {
  * A page stored as a JSON array by a proxy before NDJSON storage: JSON.stringify
  * of an array ends in `]`, a stored NDJSON page always in a newline.
  */
-function isLegacyPage(text: string): boolean {
-  return text.charCodeAt(text.length - 1) !== 0x0a;
+function isLegacyPage(page: string | Buffer): boolean {
+  return (typeof page === 'string' ? page.charCodeAt(page.length - 1) : page[page.length - 1]) !== 0x0a;
 }
 
 function legacyToNdjson(text: string): string {
