@@ -23,6 +23,7 @@ import { MAX_RETRY_AFTER_MS } from '../util/backoff.js';
 import { boundHeartbeat, MAX_ANSWER_BYTES } from './answers.js';
 import type { HttpTransport } from './http.js';
 import { post, type PostCall } from './http-post.js';
+import { AGENT_VERSION } from './version.js';
 
 /** Options of the protocol client. */
 export interface ProxyApiOptions {
@@ -146,7 +147,8 @@ export class ProxyApi {
     return post({
       url,
       body: encoded ? encoded.data : JSON.stringify(body),
-      headers: { authorization: `Bearer ${this.opts.token}`, ...(encoded ? encoded.headers : { 'content-type': 'application/json' }) },
+      // The User-Agent names the agent and its version in forward-proxy and proxy access logs.
+      headers: { authorization: `Bearer ${this.opts.token}`, 'user-agent': USER_AGENT, ...(encoded ? encoded.headers : { 'content-type': 'application/json' }) },
       timeoutMs,
       maxAnswerBytes: this.maxAnswerBytes,
       agent: this.transport.agentFor(url),
@@ -162,6 +164,8 @@ export class EncodedBody {
     readonly headers: Readonly<Record<string, string>>,
   ) {}
 }
+
+const USER_AGENT = `outpost-agent/${AGENT_VERSION}`;
 
 /** At most this many immediate re-sends of a request whose pooled connection turned out to be closed. */
 const STALE_SOCKET_RETRIES = 17;

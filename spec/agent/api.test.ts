@@ -31,6 +31,9 @@ function stream(res: ServerResponse, key: string, totalBytes: number): void {
   pump();
 }
 
+/** The User-Agent of the last call. */
+let lastUserAgent: string | undefined;
+
 /** A real local server scripted per path: how the client maps each kind of answer. */
 function handler(req: IncomingMessage, res: ServerResponse): void {
   const send = (status: number, body: string, headers: Record<string, string> = {}) => {
@@ -46,6 +49,7 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, '{"error":{"code":"unauthorized","message":"bad token"}}');
     switch (mode) {
       case 'ok':
+        lastUserAgent = req.headers['user-agent'];
         return send(200, '{"jobs":[]}');
       case 'busy':
         return send(503, '{"error":{"code":"unavailable","message":"busy"}}', { 'retry-after': '3' });
@@ -142,6 +146,8 @@ describe('ProxyApi over real HTTP', () => {
     await expect(a.lease({ ...lease, agentId: 'ok' })).resolves.toEqual({ jobs: [] });
     expect(contacts).toBe(1);
     expect(a.requestCounts['/agent/lease']).toBe(1);
+    // Named in forward-proxy and proxy access logs.
+    expect(lastUserAgent).toMatch(/^outpost-agent\/\d+\.\d+\.\d+/);
   });
 
   it('maps statuses to codes, retryable and Retry-After', async () => {
