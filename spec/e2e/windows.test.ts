@@ -208,6 +208,12 @@ describe('Windows service under Wine', () => {
     await ok(prefix.cmd(`${dir}\\install.cmd`, ['C:\\install\\token.txt'], { env: { ...SVC_ENV, OUTPOST_LOG_ROTATE_BYTES: '2000' } }), 'install.cmd');
     // NSSM's stop timeout comes from agent.env (above this agent's 2 s grace).
     expect(await ok(prefix.wine([`${dir}\\nssm64.exe`, 'get', SERVICE, 'AppStopMethodConsole']), 'nssm get')).toMatch(/^12000$/m);
+    // A stop within NSSM's start-up window (START_PENDING, 5 s) left the service RUNNING for good before
+    // stop-service.cmd waited that window out (CI: upgrade.cmd 4 s after a start).
+    await ok(prefix.wine(['net', 'start', SERVICE]), 'net start');
+    await new Promise((r) => setTimeout(r, 2500));
+    await ok(prefix.cmd(`${dir}\\stop-service.cmd`), 'stop-service.cmd during START_PENDING');
+    expect(await prefix.serviceState(SERVICE)).toBe('STOPPED');
     await ok(prefix.wine(['net', 'start', SERVICE]), 'net start');
     await waitOnline('win-crash', V2);
     const [pid] = prefix.pids('node.exe');
