@@ -67,6 +67,13 @@ export interface ProxyServerDeps {
  * (default 30 s, which let slow clients hold a connection up to 30 s past them).
  */
 const CONNECTIONS_CHECK_MS = 1000;
+/**
+ * How long stop() lets requests in flight finish before it closes every connection. Without it a
+ * client that connected and sent nothing, or half a request, held stop() for good (a pooled
+ * connection that a client opened and never used does that). Real time, not the injected clock:
+ * it bounds socket I/O, like Node's own timeouts.
+ */
+const FORCE_CLOSE_AFTER_MS = 5000;
 /** Lease-expiry lines per reaper pass; a mass expiry (a zone gone) gets one summary line for the rest. */
 const MAX_EXPIRY_LINES = 100;
 
@@ -251,7 +258,10 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     await sweeper?.stop();
     await presenceLog?.stop();
     await expiry.stop();
+    const http = app?.server;
+    const force = setTimeout(() => http?.closeAllConnections(), FORCE_CLOSE_AFTER_MS).unref();
     await app?.close().catch((err: unknown) => log.warn('closing the HTTP server failed', { err }));
+    clearTimeout(force);
     await listener?.stop();
     await (db ? closeDb(db) : Promise.resolve()).catch((err: unknown) => log.warn('closing the store failed', { err }));
     app = undefined;
