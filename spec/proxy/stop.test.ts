@@ -7,8 +7,9 @@ import { startTestProxy, TEST_ADMIN_TOKEN } from '../fixtures/proxy-server.js';
  * Stopping the proxy while clients hold connections: a request still running
  * when stop() begins gets its answer and its keep-alive connection is closed;
  * a connection that sent nothing, or half a request, is closed after the
- * 5 s stop grace (stop() waited on such a connection for good: a client's
- * pooled connection, opened and never used, held a CI run's proxy).
+ * 5 s stop grace at the latest (on Node 20 stop() waited on such a connection
+ * for good: a client's pooled connection, opened and never used, held a CI
+ * run's proxy; Node 26 closes them itself).
  */
 describe('proxy stop with keep-alive clients', () => {
   it('answers the request in flight, then closes its idle connection: stop() does not wait for the keep-alive timeout', async () => {
@@ -42,6 +43,8 @@ describe('proxy stop with keep-alive clients', () => {
     const port = Number(new URL(t.url).port);
     const open = async (bytes: string): Promise<Socket> => {
       const s = connect(port, '127.0.0.1');
+      // Closed by the proxy: a reset is the expected end here.
+      s.on('error', () => undefined);
       await new Promise((r) => s.once('connect', r));
       if (bytes) s.write(bytes);
       return s;
@@ -53,8 +56,7 @@ describe('proxy stop with keep-alive clients', () => {
       await t.stop();
       const stopMs = performance.now() - t0;
       await Promise.all(closed);
-      // The 5 s grace, then every connection closed.
-      expect(stopMs).toBeGreaterThan(4000);
+      // At most the 5 s grace, then every connection closed (Node 26 already closes both at close()).
       expect(stopMs).toBeLessThan(8000);
     } finally {
       for (const s of sockets) s.destroy();
