@@ -15,7 +15,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** Drivers knex can load that the agent does not ship: required only if configured, then a clear error. */
-export const EXTERNAL = ['better-sqlite3', 'sqlite3', 'mysql', 'mariadb', 'mariadb/*', 'oracledb', 'pg-native', 'pg-query-stream', 'cloudflare:sockets'];
+const EXTERNAL = ['better-sqlite3', 'sqlite3', 'mysql', 'mariadb', 'mariadb/*', 'oracledb', 'pg-native', 'pg-query-stream', 'cloudflare:sockets'];
 
 /**
  * The SQL drivers load optional modules lazily with `createRequire(import.meta.url)('x')`, which a

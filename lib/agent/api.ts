@@ -101,10 +101,12 @@ export class ProxyApi {
     const url = `${this.base}${API_PREFIX}${path}`;
     const key = path.startsWith('/agent/jobs/') ? '/agent/jobs/:id/output' : path;
     this.requestCounts[key] = (this.requestCounts[key] ?? 0) + 1;
+    // Encoded once: a stale keep-alive socket makes the same request go out again.
+    const request = this.encode(body);
     let res;
     for (let attempt = 0; ; attempt++) {
       const sentAtMs = performance.now();
-      const sent = this.send(url, body, timeoutMs, signal);
+      const sent = this.send(url, request, timeoutMs, signal);
       try {
         res = await sent.answer;
         break;
@@ -138,17 +140,23 @@ export class ProxyApi {
     throw httpError(path, res.statusCode, parsed, res.headers['retry-after']);
   }
 
+  /** The body's bytes and headers: an EncodedBody as it is, anything else as JSON. */
+  private encode(body: unknown): { data: string | Buffer; headers: Record<string, string> } {
+    // The User-Agent names the agent and its version in forward-proxy and proxy access logs.
+    const common = { authorization: `Bearer ${this.opts.token}`, 'user-agent': USER_AGENT };
+    if (body instanceof EncodedBody) return { data: body.data, headers: { ...common, ...body.headers } };
+    return { data: JSON.stringify(body), headers: { ...common, 'content-type': 'application/json' } };
+  }
+
   /**
    * One POST: the answer (a text body), whether it was cut off for being over
    * maxAnswerBytes, and whether it went out on a reused keep-alive socket.
    */
-  private send(url: string, body: unknown, timeoutMs: number, signal?: AbortSignal): PostCall {
-    const encoded = body instanceof EncodedBody ? body : undefined;
+  private send(url: string, request: { data: string | Buffer; headers: Record<string, string> }, timeoutMs: number, signal?: AbortSignal): PostCall {
     return post({
       url,
-      body: encoded ? encoded.data : JSON.stringify(body),
-      // The User-Agent names the agent and its version in forward-proxy and proxy access logs.
-      headers: { authorization: `Bearer ${this.opts.token}`, 'user-agent': USER_AGENT, ...(encoded ? encoded.headers : { 'content-type': 'application/json' }) },
+      body: request.data,
+      headers: request.headers,
       timeoutMs,
       maxAnswerBytes: this.maxAnswerBytes,
       agent: this.transport.agentFor(url),
