@@ -70,9 +70,14 @@ async function until(id: string, ok: (v: JobView) => boolean, timeoutMs = 15_000
 }
 const ledger = async (tag: string) => ((await db.admin.raw('select agent from ledger where tag = ? order by id', [tag])).rows as Array<{ agent: string }>).map((r) => r.agent);
 const notStarted = (p: Proc, jobId: string) => p.jsonLines().some((l) => String(l.message).startsWith('job not started') && l.jobId === jobId);
-/** Waits until the agent has logged anything about the job (not started, or stopped, refused… in a broken build), then checks the ledger. */
+/**
+ * Waits until the agent has logged anything about the job (not started, or stopped, refused… in a broken build),
+ * then up to 1 s more for its 'job not started' line: the agent writes `lease ended: fenced` first, and the
+ * two lines can reach this process in separate reads (CI read the first alone once).
+ */
 async function settled(p: Proc, jobId: string): Promise<void> {
   await waitFor(() => p.jsonLines().some((l) => l.jobId === jobId), 15_000, 20);
+  await waitFor(() => notStarted(p, jobId), 1000, 20).catch(() => undefined);
 }
 const enqueueRecord = async (tag: string, maxAttempts: number) =>
   (await proxy.call<{ id: string }>('POST', '/v1/jobs', { pool: proxy.pool, type: 'sql.query', resource: 'db', payload: { query: 'record', params: { tag } }, maxAttempts })).id;
