@@ -122,6 +122,65 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     expect(ended).toEqual([{ outcome: 'released' }]);
   });
 
+  it('attempts: a claim and a success write no row; a release, a failure and an expiry end a row written before 0.2 once', async () => {
+    const pool = freshPool();
+    const made = await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }, { pool, type: 'ping' }, { pool, type: 'ping' }]);
+    const ids = made.map((j) => j.id);
+    const leased = await k.leases.claim(pool, 'a1', [], 4);
+    const count = async () => (await run<{ n: number | string }>(k.db, `SELECT count(*) AS n FROM outpost_job_attempts WHERE job_id IN (${ids.map(() => '?').join(',')})`, ids))[0]!.n;
+    expect(Number(await count())).toBe(0);
+    // Rows as a release before 0.2 wrote them at the claim: running, not ended.
+    for (const j of leased) {
+      await run(k.db, `INSERT INTO outpost_job_attempts (job_id, lease_token, attempt, agent_id, started_at, outcome) VALUES (?, ?, 1, 'a1', 1, 'running')`, [j.id, j.leaseToken]);
+    }
+    const [ok, rel, bad, lapsed] = leased;
+    await k.leases.results(pool, [
+      { jobId: ok!.id, leaseToken: ok!.leaseToken, outcome: 'succeeded', result: null },
+      { jobId: bad!.id, leaseToken: bad!.leaseToken, outcome: 'failed', error: { code: 'permission_denied', message: 'no', retryable: false } },
+    ]);
+    await k.leases.release(pool, [{ jobId: rel!.id, leaseToken: rel!.leaseToken }]);
+    await run(k.db, 'UPDATE outpost_jobs SET lease_expires_at = 0 WHERE id = ?', [lapsed!.id]);
+    await k.leases.reap();
+    // A late duplicate changes nothing.
+    await k.leases.release(pool, [{ jobId: rel!.id, leaseToken: rel!.leaseToken }]);
+    const rows = await run<{ job_id: string; outcome: string; ended_at: unknown; started_at: unknown }>(
+      k.db,
+      `SELECT job_id, outcome, ended_at, started_at FROM outpost_job_attempts WHERE job_id IN (${ids.map(() => '?').join(',')})`,
+      ids,
+    );
+    const byJob = Object.fromEntries(rows.map((r) => [r.job_id, r.outcome]));
+    expect(byJob).toEqual({ [ok!.id]: 'running', [rel!.id]: 'released', [bad!.id]: 'failed', [lapsed!.id]: 'expired' });
+    expect(rows.filter((r) => r.outcome !== 'running').every((r) => r.ended_at !== null && Number(r.started_at) === 1)).toBe(true);
+  });
+
+  it('settleAndClaimJson: a poll\'s results and renewals are recorded, then its claim made; on SQLite in one transaction', async () => {
+    const pool = freshPool();
+    await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }, { pool, type: 'ping' }]);
+    const [done, held] = await k.leases.claim(pool, 'a1', [], 2);
+    const r = await k.leases.settleAndClaimJson(
+      pool,
+      'a1',
+      { results: [{ jobId: done!.id, leaseToken: done!.leaseToken, outcome: 'succeeded', result: { n: 1 } }], leases: [{ jobId: held!.id, leaseToken: held!.leaseToken }] },
+      [],
+      5,
+    );
+    expect(r.results).toEqual([{ jobId: done!.id, status: 'accepted' }]);
+    expect(r.leases).toEqual([{ jobId: held!.id, status: 'ok', leaseTtlMs: KIT_LEASE_TTL_MS }]);
+    const next = JSON.parse(r.claimed.json) as Array<{ id: string; leaseToken: string }>;
+    expect(next.map((j) => [j.id, j.leaseToken])).toEqual(r.claimed.refs.map((x) => [x.jobId, x.leaseToken]));
+    expect(next).toHaveLength(1);
+    expect(await k.jobs.get(done!.id)).toMatchObject({ status: 'succeeded', result: { n: 1 } });
+    // max 0 records the cargo and claims nothing.
+    const none = await k.leases.settleAndClaimJson(pool, 'a1', { leases: [{ jobId: held!.id, leaseToken: held!.leaseToken }] }, [], 0);
+    expect(none).toEqual({ leases: [{ jobId: held!.id, status: 'ok', leaseTtlMs: KIT_LEASE_TTL_MS }], claimed: { refs: [], json: '[]' } });
+    if (kind !== 'sqlite') return;
+    // One transaction: a claim that fails takes the results back with it (the agent sends them again).
+    await expect(
+      k.leases.settleAndClaimJson(pool, 'a1', { results: [{ jobId: held!.id, leaseToken: held!.leaseToken, outcome: 'succeeded', result: null }] }, [], 1.5),
+    ).rejects.toThrow(/max/);
+    expect(await k.jobs.get(held!.id)).toMatchObject({ status: 'leased' });
+  });
+
   it('results: batched success, repeats are no-ops, stale tokens are lost and change nothing', async () => {
     const pool = freshPool();
     await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }]);

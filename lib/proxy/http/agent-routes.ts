@@ -103,8 +103,7 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
       log.info('agent joined', { pool, agentId: shown(req, body.agentId), version: shown(req, body.version), versionStatus: versionStanding(body.version, versions) });
     }
     if (refusal) throw refusal;
-    // Recorded at once, before the claim and before any hold, in the same store operations as the separate routes.
-    const carried = carrying ? await carriedAnswers(pool, body) : '';
+    if (carrying) return answerCargo(reply, closed, pool, body, arrivedAtMs);
     const resources = new Set(body.resources);
     const deadline = clock.now() + holdMs;
     let woken = false;
@@ -113,7 +112,7 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
       if (closed.aborted || socket.destroyed || deps.state() !== 'running') {
         // A wake-up this poll can no longer use goes to another poll.
         if (woken) void waiters.recheckPool(pool);
-        return sendJson(reply, carried ? `{"jobs":[]${carried}${answerFields}}` : NO_JOBS);
+        return sendJson(reply, NO_JOBS);
       }
       const generation = waiters.generation(pool);
       // Taken before the claim stamps the leases' expiry, so the agent's fence (its send time + heldMs + TTL) never ends after it.
@@ -123,12 +122,12 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
         // With its slots full the agent stops polling and only heartbeats (within a lease TTL): not stale.
         if (leaseTtlMs > holdMs) await agents.touch(pool, { agentId: body.agentId }, leaseTtlMs);
         deliver(closed, pool, claimed.refs);
-        return sendJson(reply, `{"jobs":${claimed.json},"heldMs":${heldMs}${carried}${answerFields}}`);
+        return sendJson(reply, `{"jobs":${claimed.json},"heldMs":${heldMs}${answerFields}}`);
       }
       if (woken) void waiters.recheckPool(pool);
       if (waiters.generation(pool) !== generation) continue;
       const remainingMs = deadline - clock.now();
-      if (remainingMs <= 0) return sendJson(reply, carried ? `{"jobs":[]${carried}${answerFields}}` : NO_JOBS);
+      if (remainingMs <= 0) return sendJson(reply, NO_JOBS);
       if (!parked) checkParkedQuota(pool);
       parked = true;
       const outcome = await waiters.wait(pool, resources, remainingMs, closed);
@@ -137,12 +136,26 @@ export function registerAgentRoutes(app: FastifyInstance, opts: RouteOptions, de
     }
   });
 
-  /** Records a poll's carried results and renewals; returns their statuses as answer fields (`,"results":[…],"leases":[…]`). */
-  async function carriedAnswers(pool: string, body: LeaseRequest): Promise<string> {
-    let fields = '';
-    if (body.results?.length) fields += `,"results":${JSON.stringify(await leases.results(pool, body.results))}`;
-    if (body.leases?.length) fields += `,"leases":${JSON.stringify(await leases.heartbeat(pool, body.agentId, body.leases))}`;
-    return fields;
+  /**
+   * A poll that carries results or renewals: they are recorded, as by the
+   * separate routes, and the claim made right after, in one store operation
+   * (one transaction on SQLite); it is never held. Their statuses ride on
+   * the answer (`"results":[…]`, `"leases":[…]`). A poll whose agent left or
+   * that reaches a stopping proxy records its cargo and claims nothing.
+   */
+  async function answerCargo(reply: FastifyReply, closed: AbortSignal, pool: string, body: LeaseRequest, arrivedAtMs: number): Promise<FastifyReply> {
+    const live = !closed.aborted && !reply.raw.socket?.destroyed && deps.state() === 'running';
+    // Taken before the claim stamps the leases' expiry, as for a held poll.
+    const heldMs = Math.floor(clock.monotonicMs() - arrivedAtMs);
+    const done = await leases.settleAndClaimJson(pool, body.agentId, body, body.resources, live ? body.max : 0);
+    let carried = '';
+    if (done.results) carried += `,"results":${JSON.stringify(done.results)}`;
+    if (done.leases) carried += `,"leases":${JSON.stringify(done.leases)}`;
+    if (!done.claimed.refs.length) return sendJson(reply, `{"jobs":[]${carried}${answerFields}}`);
+    // With its slots full the agent stops polling and only heartbeats (within a lease TTL): not stale.
+    await agents.touch(pool, { agentId: body.agentId }, leaseTtlMs);
+    deliver(closed, pool, done.claimed.refs);
+    return sendJson(reply, `{"jobs":${done.claimed.json},"heldMs":${heldMs}${carried}${answerFields}}`);
   }
 
   /** A poll that would park beyond the pool's quota gets 429 (it took no job; the claim ran first). */

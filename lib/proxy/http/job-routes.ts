@@ -151,7 +151,7 @@ export function registerJobRoutes(app: FastifyInstance, opts: RouteOptions, deps
   /** The job with each of its leases (agent, start, end, outcome): `GET /v1/jobs/{id}` only, not listings. */
   async function withAttempts(job: JobView): Promise<JobView> {
     const row = await jobs.row(job.id);
-    return { ...job, attempts: await listAttempts(deps.db, job, { leaseToken: row?.lease_token, resultToken: row?.result_token }) };
+    return { ...job, attempts: await listAttempts(deps.db, job, row) };
   }
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id/output', {

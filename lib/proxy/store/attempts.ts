@@ -1,31 +1,52 @@
 import type { JobAttempt, JobError, JobView } from '../../protocol/schemas.js';
 import { run, type Db } from './db.js';
-import { num } from './rows.js';
+import { num, type JobRow } from './rows.js';
 
 /*
- * The `outpost_job_attempts` table: one row per lease of a job, so an
+ * The `outpost_job_attempts` table: one row per ended lease of a job, so an
  * operator sees which agent ran each attempt and how it ended (the job row
- * keeps only the last one). Written when a lease is claimed, and when it
- * ends other than by success (failure, release, expiry), in the statement
- * or transaction that ends it (sql/leases-*.ts, expiry.ts); a success is
- * read from the job row (its result token is the lease's), which keeps the
- * result path as it was. Deleted with the job by retention.
+ * keeps only the last one). A row is written when a lease ends other than
+ * by success (failure, release, expiry), in the statement or transaction
+ * that ends it (sql/leases-*.ts, expiry.ts). The lease the job row holds
+ * now (running, succeeded, or cancelled while leased) is read from the job
+ * row (agent_id, attempt, leased_at, result_token), so a claim and a
+ * success write no attempt row: that insert was a third of a claim's cost.
+ * Releases before 0.2 wrote a `running` row at the claim; ending it updates
+ * that row. Deleted with the job by retention.
  */
 
-/** How an attempt ended, as stored (`running` until it ends). */
+/** How an attempt ended, as stored (`running` only in rows written before 0.2). */
 export type AttemptOutcome = JobAttempt['outcome'];
 
-/** One attempt starts. Bindings: job id, lease token, attempt, agent id, started at. */
-export const START_ATTEMPT = `INSERT INTO outpost_job_attempts (job_id, lease_token, attempt, agent_id, started_at, outcome)
-  VALUES (?, ?, ?, ?, ?, 'running') ON CONFLICT (job_id, lease_token) DO NOTHING`;
+const COLUMNS = 'job_id, lease_token, attempt, agent_id, started_at, ended_at, outcome, error';
+/** A row written by an earlier release at the claim (`running`) ends; an ended one never changes (a late duplicate). */
+const ON_CONFLICT_END = `ON CONFLICT (job_id, lease_token) DO UPDATE SET ended_at = excluded.ended_at, outcome = excluded.outcome, error = excluded.error
+  WHERE outpost_job_attempts.ended_at IS NULL`;
 
-/** One attempt ends (only while running: a late duplicate changes nothing). Bindings: ended at, outcome, job id, lease token. */
-export const END_ATTEMPT = `UPDATE outpost_job_attempts SET ended_at = ?, outcome = ?
-  WHERE job_id = ? AND lease_token = ? AND ended_at IS NULL`;
+/** One attempt ends. Bindings: job id, lease token, attempt, agent id, started at, ended at, outcome, error JSON or null. */
+export const END_ATTEMPT = `INSERT INTO outpost_job_attempts (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ${ON_CONFLICT_END}`;
 
-/** As END_ATTEMPT with the agent's error. Bindings: ended at, outcome, error JSON, job id, lease token. */
-export const END_ATTEMPT_WITH_ERROR = `UPDATE outpost_job_attempts SET ended_at = ?, outcome = ?, error = ?
-  WHERE job_id = ? AND lease_token = ? AND ended_at IS NULL`;
+/**
+ * The attempt of a lease still on its job row ends, read from that row
+ * before the statement that changes it (same transaction, same fence).
+ * Bindings: ended at, outcome, job id, pool, lease token.
+ */
+export const END_LEASE_ATTEMPT = `INSERT INTO outpost_job_attempts (${COLUMNS})
+  SELECT id, lease_token, attempt, COALESCE(agent_id, ''), COALESCE(leased_at, started_at, 0), ?, ?, NULL FROM outpost_jobs
+  WHERE id = ? AND pool = ? AND status = 'leased' AND lease_token = ? ${ON_CONFLICT_END}`;
+
+/**
+ * END_ATTEMPT for the rows of a data-modifying CTE `src` on PostgreSQL, whose
+ * columns id, lease_token, attempt, agent_id, leased_at, started_at are the
+ * lease's. Bindings: started-at fallback, ended at, outcome.
+ */
+export function endAttemptsFrom(src: string): string {
+  return `INSERT INTO outpost_job_attempts (${COLUMNS})
+    SELECT id, lease_token, attempt, COALESCE(agent_id, ''), COALESCE(leased_at, started_at, ?), ?, ?, NULL FROM ${src} ${ON_CONFLICT_END}`;
+}
+
+/** The job row's fields that describe its current (or last) lease. */
+export type LeaseColumns = Pick<JobRow, 'lease_token' | 'result_token' | 'agent_id' | 'attempt' | 'leased_at' | 'started_at'>;
 
 interface AttemptRow {
   lease_token: string;
@@ -41,32 +62,47 @@ interface AttemptRow {
 const MAX_SHOWN = 100;
 
 /**
- * The attempts of `job`, oldest first. One still `running` is the job's
- * success when the job succeeded with its token; one whose lease is no
- * longer the job's otherwise (cancelled while leased) shows the job's end:
- * `cancelled`, else `unknown`.
+ * The attempts of `job`, oldest first: its ended leases from the table, then
+ * the lease on its job row when no row ended it (running, succeeded, or
+ * cancelled while leased). A `running` row of an earlier release whose lease
+ * is no longer the job's shows the job's end instead.
  */
-export async function listAttempts(db: Db, job: JobView, tokens: { leaseToken?: string | null; resultToken?: string | null }): Promise<JobAttempt[]> {
+export async function listAttempts(db: Db, job: JobView, lease: LeaseColumns | undefined): Promise<JobAttempt[]> {
   const rows = await run<AttemptRow>(
     db,
     `SELECT lease_token, attempt, agent_id, started_at, ended_at, outcome, error FROM outpost_job_attempts WHERE job_id = ? ORDER BY started_at, attempt, CASE WHEN ended_at IS NULL THEN 1 ELSE 0 END, ended_at LIMIT ${MAX_SHOWN}`,
     [job.id],
   );
-  const iso = (v: number | string | null) => (v === null ? null : new Date(num(v)).toISOString());
-  return rows.map((r) => {
-    let outcome = r.outcome as AttemptOutcome;
-    let endedAt = iso(r.ended_at);
-    if (outcome === 'running' && !(job.status === 'leased' && r.lease_token === tokens.leaseToken)) {
-      outcome = job.status === 'succeeded' && r.lease_token === tokens.resultToken ? 'succeeded' : job.status === 'cancelled' ? 'cancelled' : 'unknown';
-      endedAt = job.finishedAt;
-    }
+  const iso = (v: number | string | null | undefined) => (v === null || v === undefined ? null : new Date(num(v)).toISOString());
+  const shown: JobAttempt[] = rows.map((r) => {
+    const current = job.status === 'leased' && r.lease_token === lease?.lease_token;
+    const stale = r.outcome === 'running' && !current;
     return {
       attempt: num(r.attempt),
       agentId: r.agent_id,
       startedAt: iso(r.started_at),
-      endedAt,
-      outcome,
+      endedAt: stale ? job.finishedAt : iso(r.ended_at),
+      outcome: stale ? endOf(job, r.lease_token, lease?.result_token) : (r.outcome as AttemptOutcome),
       error: r.error ? (JSON.parse(r.error) as JobError) : null,
     };
   });
+  const token = lease?.lease_token;
+  if (lease && token && !rows.some((r) => r.lease_token === token)) {
+    const running = job.status === 'leased';
+    shown.push({
+      attempt: num(lease.attempt),
+      agentId: lease.agent_id ?? '',
+      startedAt: iso(lease.leased_at ?? lease.started_at),
+      endedAt: running ? null : job.finishedAt,
+      outcome: running ? 'running' : endOf(job, token, lease.result_token),
+      error: null,
+    });
+  }
+  return shown;
+}
+
+/** How a lease that no attempt row ended, and that the job no longer runs, ended: the job's end. */
+function endOf(job: JobView, leaseToken: string, resultToken: string | null | undefined): AttemptOutcome {
+  if (job.status === 'succeeded' && leaseToken === resultToken) return 'succeeded';
+  return job.status === 'cancelled' ? 'cancelled' : 'unknown';
 }

@@ -3,7 +3,7 @@ import { query, run, type Db } from './db.js';
 import { wipeSecretsSql } from './wipe.js';
 import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
 import { num } from './rows.js';
-import { END_ATTEMPT } from './attempts.js';
+import { END_ATTEMPT, endAttemptsFrom } from './attempts.js';
 
 /** A lease the reaper found expired (for the proxy's log line). */
 export interface ExpiredLease {
@@ -34,7 +34,7 @@ export interface ExpiryDeps {
  * COMMITTED), finds it no longer `leased` and skips it, so each lease expires
  * once (one `expired` attempt row, one log line; `attempt + 1` happens only
  * at the next claim). The attempt rows end with it: in the same statement on
- * PostgreSQL, in the same transaction on SQLite. Returns how many leases expired.
+ * PostgreSQL, in the same transaction on SQLite (attempts.ts). Returns how many leases expired.
  */
 export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: ExpiredLease[]) => void): Promise<number> {
   const { db, clock, events } = deps;
@@ -47,26 +47,23 @@ export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: Expired
        finished_at = CASE WHEN attempt >= max_attempts THEN ? ELSE finished_at END,
        ${wipeSecretsSql(db.dialect, 'attempt >= max_attempts')},
        lease_expires_at = NULL
-     WHERE status = 'leased' AND lease_expires_at <= ? RETURNING id, pool, status, resource, lease_token, agent_id, attempt`;
+     WHERE status = 'leased' AND lease_expires_at <= ? RETURNING id, pool, status, resource, lease_token, agent_id, attempt, leased_at, started_at`;
   let rows: ReapedRow[];
   if (db.dialect === 'sqlite') {
     const c = db.sqlite;
     // One transaction: the fenced UPDATE, then the attempt rows of exactly the leases it expired.
     rows = c.transaction(() => {
       const expired = c.all<ReapedRow>(expire, [now, now]);
-      for (const r of expired) c.all(END_ATTEMPT, [now, 'expired', r.id, r.lease_token]);
+      for (const r of expired) c.all(END_ATTEMPT, [r.id, r.lease_token, num(r.attempt), r.agent_id ?? '', num(r.leased_at ?? r.started_at ?? now), now, 'expired', null]);
       return expired;
     });
   } else {
     // The attempt rows end in the same statement, joined to the rows this UPDATE changed.
     rows = await query<ReapedRow>(
       db.knex,
-      `WITH expired AS (${expire}), ended AS (
-         UPDATE outpost_job_attempts a SET ended_at = ?, outcome = 'expired'
-         FROM expired WHERE a.job_id = expired.id AND a.lease_token = expired.lease_token AND a.ended_at IS NULL
-       )
+      `WITH expired AS (${expire}), ended AS (${endAttemptsFrom('expired')})
        SELECT * FROM expired`,
-      [now, now, now],
+      [now, now, now, now, 'expired'],
     );
   }
   if (!rows.length) return 0;
@@ -90,6 +87,8 @@ interface ReapedRow {
   lease_token: string;
   agent_id: string | null;
   attempt: number | string;
+  leased_at: number | string | null;
+  started_at: number | string | null;
 }
 
 /**

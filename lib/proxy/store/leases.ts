@@ -65,8 +65,60 @@ export class LeaseStore {
    * (the same bytes JSON.stringify of `claim`'s answer gives), with the
    * stored payload text spliced in instead of parsed and serialised again.
    */
-  async claimJson(pool: string, agentId: string, resources: readonly string[], max: number): Promise<{ refs: LeaseRef[]; json: string }> {
-    const rows = await this.claimRows(pool, agentId, resources, max);
+  async claimJson(pool: string, agentId: string, resources: readonly string[], max: number): Promise<ClaimedJson> {
+    return this.toJson(await this.claimRows(pool, agentId, resources, max));
+  }
+
+  /**
+   * What a lease poll carries, then its claim: the results and renewals are
+   * recorded first, as by `results` and `heartbeat`, then up to `max` jobs
+   * are claimed as by `claimJson` (none when `max` is 0). On SQLite all of it
+   * is one transaction, so a poll costs one commit instead of two or three.
+   */
+  async settleAndClaimJson(pool: string, agentId: string, cargo: Cargo, resources: readonly string[], max: number): Promise<SettledClaim> {
+    const { db, clock } = this.deps;
+    const items = cargo.results ?? [];
+    const refs = cargo.leases ?? [];
+    if (db.dialect !== 'sqlite') {
+      return {
+        ...(items.length ? { results: await this.results(pool, items) } : {}),
+        ...(refs.length ? { leases: await this.heartbeat(pool, agentId, refs) } : {}),
+        claimed: max > 0 ? await this.claimJson(pool, agentId, resources, max) : this.toJson([]),
+      };
+    }
+    const c = db.sqlite;
+    const now = clock.now();
+    const expiresAt = now + this.opts.leaseTtlMs;
+    const args = this.claimArgs(pool, agentId, resources, max, now);
+    const done = c.transaction(() => ({
+      recorded: items.length ? sqlite.results(c, pool, items, now, this.retryDelay) : undefined,
+      renewed: refs.length ? sqlite.renew(c, pool, agentId, expiresAt, refs) : undefined,
+      rows: max > 0 ? sqlite.claim(c, args) : [],
+    }));
+    return {
+      ...(done.recorded ? { results: this.recorded(pool, items, done.recorded) } : {}),
+      ...(done.renewed ? { leases: this.renewed(refs, done.renewed, expiresAt) } : {}),
+      claimed: this.toJson(this.claimed(done.rows, args)),
+    };
+  }
+
+  private async claimRows(pool: string, agentId: string, resources: readonly string[], max: number): Promise<ClaimedRow[]> {
+    const { db, clock } = this.deps;
+    const args = this.claimArgs(pool, agentId, resources, max, clock.now());
+    return this.claimed(db.dialect === 'sqlite' ? sqlite.claim(db.sqlite, args) : await pg.claim(db, args), args);
+  }
+
+  private claimArgs(pool: string, agentId: string, resources: readonly string[], max: number, now: number): ClaimArgs {
+    return { pool, agentId, resources, max, nowMs: now, leaseExpiresAtMs: now + this.opts.leaseTtlMs, secret: newLeaseSecret() };
+  }
+
+  /** After a claim committed: the deadline goes to the expiry timer; the rows in id order. */
+  private claimed(rows: ClaimedRow[], args: ClaimArgs): ClaimedRow[] {
+    if (rows.length) this.deps.onDeadline?.(args.leaseExpiresAtMs);
+    return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  private toJson(rows: readonly ClaimedRow[]): ClaimedJson {
     const ttl = this.opts.leaseTtlMs;
     const parts = rows.map(
       (r) =>
@@ -76,21 +128,17 @@ export class LeaseStore {
     return { refs: rows.map((r) => ({ jobId: r.id, leaseToken: r.lease_token })), json: `[${parts.join(',')}]` };
   }
 
-  private async claimRows(pool: string, agentId: string, resources: readonly string[], max: number): Promise<ClaimedRow[]> {
-    const { db, clock } = this.deps;
-    const now = clock.now();
-    const args: ClaimArgs = { pool, agentId, resources, max, nowMs: now, leaseExpiresAtMs: now + this.opts.leaseTtlMs, secret: newLeaseSecret() };
-    const rows = db.dialect === 'sqlite' ? sqlite.claim(db.sqlite, args) : await pg.claim(db, args);
-    if (rows.length) this.deps.onDeadline?.(args.leaseExpiresAtMs);
-    return rows.sort((a, b) => (a.id < b.id ? -1 : 1));
-  }
-
   /** Renews leases; answers `ok`, `cancelled` (cancelled while leased by this token) or `lost`, per (jobId, leaseToken). */
-  async heartbeat(pool: string, agentId: string, refs: readonly LeaseRef[]): Promise<Array<{ jobId: string; status: LeaseStatus; leaseTtlMs?: number }>> {
+  async heartbeat(pool: string, agentId: string, refs: readonly LeaseRef[]): Promise<RenewalStatus[]> {
     if (!refs.length) return [];
     const { db, clock } = this.deps;
     const expiresAt = clock.now() + this.opts.leaseTtlMs;
-    const { ok, cancelled } = db.dialect === 'sqlite' ? sqlite.renew(db.sqlite, pool, agentId, expiresAt, refs) : await pg.renew(db, pool, agentId, expiresAt, refs);
+    const renewed = db.dialect === 'sqlite' ? sqlite.renew(db.sqlite, pool, agentId, expiresAt, refs) : await pg.renew(db, pool, agentId, expiresAt, refs);
+    return this.renewed(refs, renewed, expiresAt);
+  }
+
+  /** After renewals committed: the deadline goes to the expiry timer; a status per ref. */
+  private renewed(refs: readonly LeaseRef[], { ok, cancelled }: { ok: Set<string>; cancelled: Set<string> }, expiresAt: number): RenewalStatus[] {
     if (ok.size) this.deps.onDeadline?.(expiresAt);
     return refs.map((r) => {
       const key = leaseKey(r.jobId, r.leaseToken);
@@ -105,13 +153,19 @@ export class LeaseStore {
    * and `failed`. A repeated item is `accepted` when this token already
    * finished the job, `lost` when the token is stale.
    */
-  async results(pool: string, items: readonly ResultItem[]): Promise<Array<{ jobId: string; status: 'accepted' | 'lost' }>> {
+  async results(pool: string, items: readonly ResultItem[]): Promise<ResultStatus[]> {
     if (!items.length) return [];
-    const { db, clock, events } = this.deps;
+    const { db, clock } = this.deps;
     const now = clock.now();
-    const random = this.deps.random;
-    const delay = (attempt: number) => jobRetryDelayMs(attempt, random);
-    const out: ResultsOutcome = db.dialect === 'sqlite' ? sqlite.results(db.sqlite, pool, items, now, delay) : await pg.results(db, pool, items, now, delay);
+    const out = db.dialect === 'sqlite' ? sqlite.results(db.sqlite, pool, items, now, this.retryDelay) : await pg.results(db, pool, items, now, this.retryDelay);
+    return this.recorded(pool, items, out);
+  }
+
+  private readonly retryDelay = (attempt: number): number => jobRetryDelayMs(attempt, this.deps.random);
+
+  /** After results committed: retries and changes are announced; a status per item. */
+  private recorded(pool: string, items: readonly ResultItem[], out: ResultsOutcome): ResultStatus[] {
+    const { events } = this.deps;
     // The job is not leasable before its retry time: local waiters are woken then;
     // other replicas find it with their periodic re-check.
     for (const r of out.retries) events.availableAt(pool, r.resource, r.atMs);
@@ -158,3 +212,33 @@ export class LeaseStore {
 }
 
 export type { ExpiredLease } from './expiry.js';
+
+/** A claim for the wire: the leases, and the jobs as the JSON text of a `LeasedJob[]`. */
+export interface ClaimedJson {
+  refs: LeaseRef[];
+  json: string;
+}
+
+/** What a lease poll carries besides the poll (LeaseRequest.results, .leases). */
+export interface Cargo {
+  results?: readonly ResultItem[] | undefined;
+  leases?: readonly LeaseRef[] | undefined;
+}
+
+/** The answer to a poll's cargo (present when it carried that part) and its claim. */
+export interface SettledClaim {
+  results?: ResultStatus[];
+  leases?: RenewalStatus[];
+  claimed: ClaimedJson;
+}
+
+export interface ResultStatus {
+  jobId: string;
+  status: 'accepted' | 'lost';
+}
+
+export interface RenewalStatus {
+  jobId: string;
+  status: LeaseStatus;
+  leaseTtlMs?: number;
+}

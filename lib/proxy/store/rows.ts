@@ -28,6 +28,8 @@ export interface JobRow {
   /** When the job ends `expired` if still queued (null for rows from before the column existed). */
   expires_at?: number | string | null;
   output_bytes?: number | string;
+  /** When the current (or last) lease began (null for rows from before the column existed). */
+  leased_at?: number | string | null;
 }
 
 /** Number of a BIGINT column, whichever driver produced it. */

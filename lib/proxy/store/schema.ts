@@ -73,8 +73,9 @@ export async function migrate(db: Db): Promise<void> {
       PRIMARY KEY (pool, agent_id)
     )`,
     `CREATE INDEX IF NOT EXISTS outpost_agents_seen ON outpost_agents (last_seen_at)`,
-    // One row per lease of a job (attempts.ts): who ran it, when, how it ended. One index (the key), so a
-    // claim costs one more b-tree insert per job; SQLite keeps the rows in it (WITHOUT ROWID).
+    // One row per ended lease of a job (attempts.ts): who ran it, when, how it ended; the lease on the job
+    // row is read from there, so a claim and a success write none. One index (the key); SQLite keeps
+    // the rows in it (WITHOUT ROWID).
     `CREATE TABLE IF NOT EXISTS outpost_job_attempts (
       job_id TEXT NOT NULL,
       lease_token TEXT NOT NULL,
@@ -113,6 +114,8 @@ export async function migrate(db: Db): Promise<void> {
     // Presence (agents.ts): a goodbye (draining | offline, '' otherwise) and when the proxy expects the next contact.
     ['outpost_agents', 'state', "TEXT NOT NULL DEFAULT ''"],
     ['outpost_agents', 'contact_by', big],
+    // When the current lease began: its attempt's start (attempts.ts), without an attempt row per claim.
+    ['outpost_jobs', 'leased_at', big],
   ];
   const late = [
     // The expiry sweep reads queued jobs past their time (partial: only queued jobs are in it).

@@ -1,7 +1,8 @@
 import type { JobError, LeaseRef, ResultItem } from '../../../protocol/schemas.js';
 import { stmt, type Dialect, type Stmt } from '../db.js';
 import { num } from '../rows.js';
-import { END_ATTEMPT_WITH_ERROR } from '../attempts.js';
+import { END_ATTEMPT } from '../attempts.js';
+import type { JobRow } from '../rows.js';
 
 /*
  * What the lease operations of both dialects share (leases-sqlite.ts,
@@ -47,10 +48,10 @@ export interface ClaimedRow {
   lease_token: string;
 }
 
-/** The SET list of a claim (both dialects); bindings: secret, agentId, leaseExpiresAt, now. */
+/** The SET list of a claim (both dialects); bindings: secret, agentId, leaseExpiresAt, now, now. */
 export const CLAIM_SET = `status = 'leased', attempt = attempt + 1, leases = leases + 1,
   lease_token = CAST(? AS TEXT) || id, agent_id = ?, lease_expires_at = ?,
-  started_at = COALESCE(started_at, ?), output_records = 0, output_bytes = 0`;
+  started_at = COALESCE(started_at, ?), leased_at = ?, output_records = 0, output_bytes = 0`;
 
 /** A results batch's outcome, by lease key. */
 export interface ResultsOutcome {
@@ -94,9 +95,10 @@ export function failUnit(
   const lock = dialect === 'postgres' ? 'FOR UPDATE' : '';
   return function* () {
     const [row] = (yield stmt(
-      `SELECT attempt, max_attempts, resource FROM outpost_jobs WHERE id = ? AND pool = ? AND lease_token = ? AND status = 'leased' ${lock}`,
+      `SELECT attempt, max_attempts, resource, agent_id, leased_at, started_at FROM outpost_jobs
+       WHERE id = ? AND pool = ? AND lease_token = ? AND status = 'leased' ${lock}`,
       [item.jobId, pool, item.leaseToken],
-    )) as Array<{ attempt: number | string; max_attempts: number | string; resource: string | null }>;
+    )) as Array<Pick<JobRow, 'attempt' | 'max_attempts' | 'resource' | 'agent_id' | 'leased_at' | 'started_at'>>;
     if (!row) return null;
     const attempt = num(row.attempt);
     const error = JSON.stringify(item.error);
@@ -115,7 +117,8 @@ export function failUnit(
         [error, nowMs, item.jobId],
       );
     }
-    yield stmt(END_ATTEMPT_WITH_ERROR, [nowMs, 'failed', JSON.stringify(item.error satisfies JobError), item.jobId, item.leaseToken]);
+    const startedAt = num(row.leased_at ?? row.started_at ?? nowMs);
+    yield stmt(END_ATTEMPT, [item.jobId, item.leaseToken, attempt, row.agent_id ?? '', startedAt, nowMs, 'failed', JSON.stringify(item.error satisfies JobError)]);
     return { retryAtMs, resource: row.resource };
   };
 }

@@ -3,7 +3,7 @@ import { drive, marks } from '../db.js';
 import type { SqliteConn } from '../sqlite.js';
 import { num } from '../rows.js';
 import { wipeSecretsSql } from '../wipe.js';
-import { END_ATTEMPT, START_ATTEMPT } from '../attempts.js';
+import { END_LEASE_ATTEMPT } from '../attempts.js';
 import { CLAIM_SET, checkMax, failUnit, leaseKey, type ClaimArgs, type ClaimedRow, type ReleasedRow, type ResultsOutcome } from './lease-ops.js';
 
 /*
@@ -35,20 +35,19 @@ function claimSql(resources: number, max: number): string {
 }
 
 /**
- * Leases up to `max` queued jobs, records their attempts and discards the
- * pages of earlier leases (so a reader never sees two attempts mixed): one transaction.
+ * Leases up to `max` queued jobs and discards the pages of earlier leases
+ * (so a reader never sees two attempts mixed): one transaction. The lease's
+ * attempt is its job row until it ends (attempts.ts).
  */
 export function claim(c: SqliteConn, a: ClaimArgs): ClaimedRow[] {
   checkMax(a.max);
   return c.transaction(() => {
-    const rows = c.all<ClaimedRow>(claimSql(a.resources.length, a.max), [a.secret, a.agentId, a.leaseExpiresAtMs, a.nowMs, a.pool, a.nowMs, ...a.resources]);
+    const rows = c.all<ClaimedRow>(claimSql(a.resources.length, a.max), [a.secret, a.agentId, a.leaseExpiresAtMs, a.nowMs, a.nowMs, a.pool, a.nowMs, ...a.resources]);
     for (const r of rows) {
-      if (num(r.leases) > 1) {
-        const gone = c.all<{ bytes: number }>(DISCARD_PAGES, [r.id, r.lease_token]);
-        const bytes = gone.reduce((n, g) => n + num(g.bytes), 0);
-        if (bytes) c.all(GIVE_BACK_BYTES, [bytes, a.pool]);
-      }
-      c.all(START_ATTEMPT, [r.id, r.lease_token, num(r.attempt), a.agentId, a.nowMs]);
+      if (num(r.leases) <= 1) continue;
+      const gone = c.all<{ bytes: number }>(DISCARD_PAGES, [r.id, r.lease_token]);
+      const bytes = gone.reduce((n, g) => n + num(g.bytes), 0);
+      if (bytes) c.all(GIVE_BACK_BYTES, [bytes, a.pool]);
     }
     return rows;
   });
@@ -105,10 +104,10 @@ export function release(c: SqliteConn, pool: string, nowMs: number, refs: readon
   return c.transaction(() => {
     const out: ReleasedRow[] = [];
     for (const r of refs) {
+      // The attempt ends first: it is read from the lease's job row, which RELEASE then changes (same fence).
+      c.all(END_LEASE_ATTEMPT, [nowMs, 'released', r.jobId, pool, r.leaseToken]);
       const [row] = c.all<ReleasedRow>(RELEASE, [r.jobId, pool, r.leaseToken]);
-      if (!row) continue;
-      out.push(row);
-      c.all(END_ATTEMPT, [nowMs, 'released', row.id, row.lease_token]);
+      if (row) out.push(row);
     }
     return out;
   });
