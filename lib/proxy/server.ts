@@ -30,6 +30,7 @@ import { RetentionStore } from './store/retention.js';
 import { QueuedQuota } from './store/queued.js';
 import type { QuotaName } from './store/jobs.js';
 import { Sweeper } from './sweeper.js';
+import { Checkpointer } from './store/checkpointer.js';
 import { PresenceLog } from './presence-log.js';
 import { registerRateLimit } from './http/rate-limit.js';
 import { LeaseExpiry } from './expiry.js';
@@ -111,6 +112,7 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
   };
   const { quotas, retention } = config;
   let sweeper: Sweeper | undefined;
+  let checkpointer: Checkpointer | undefined;
   let presenceLog: PresenceLog | undefined;
   const events: StoreEvents = {
     available: (pool, resources) => waiters.available(pool, resources),
@@ -227,6 +229,10 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       state = 'running';
       waiters.start();
       expiry.start();
+      if (openDbNow.dialect === 'sqlite') {
+        checkpointer = new Checkpointer({}, { conn: openDbNow.sqlite, log });
+        checkpointer.start();
+      }
       sweeper = new Sweeper(retention, {
         clock, log,
         expireQueued: async (batch) => {
@@ -263,9 +269,11 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
     await app?.close().catch((err: unknown) => log.warn('closing the HTTP server failed', { err }));
     clearTimeout(force);
     await listener?.stop();
+    await checkpointer?.stop();
     await (db ? closeDb(db) : Promise.resolve()).catch((err: unknown) => log.warn('closing the store failed', { err }));
     app = undefined;
     listener = undefined;
+    checkpointer = undefined;
     stores = undefined;
     db = undefined;
     state = 'stopped';

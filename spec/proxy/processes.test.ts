@@ -1,7 +1,7 @@
 // @integration: real integration-proxy processes from dist/ (spawned CLI, restarts, two replicas on PostgreSQL)
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { join } from 'node:path';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { Api, createTestDatabase, tempDir, untilParked } from '../fixtures/proxy-server.js';
 import { buildDist, runProxyCli, startProxyProcess, type ProxyProcess } from '../fixtures/proxy-process.js';
@@ -99,6 +99,8 @@ describe('integration-proxy processes', () => {
     expect(l1.id).toBe(leasedId);
     const queuedId = await admin.enqueue({ pool: 'p', type: 'ping' });
     expect(await first.stop('SIGINT')).toBe(0);
+    // Its background checkpointer closed first, so the proxy's close was the last one: the WAL is folded in and removed.
+    expect(existsSync(join(tmp.dir, 'restart.db-wal'))).toBe(false);
 
     const second = await startProxyProcess(env);
     running.push(second);

@@ -48,6 +48,16 @@ export class SqliteConn {
     return this.raw.open;
   }
 
+  /** The database file's path. */
+  get file(): string {
+    return this.raw.name;
+  }
+
+  /** Sets `wal_autocheckpoint`: WAL pages after which a commit on this connection checkpoints (0: never). */
+  autoCheckpoint(pages: number): void {
+    this.raw.pragma(`wal_autocheckpoint = ${Math.max(0, Math.floor(pages))}`);
+  }
+
   close(): void {
     this.cache.clear();
     if (this.raw.open) this.raw.close();
