@@ -181,6 +181,32 @@ describe.each(['sqlite', 'postgres'] as const)('job store on %s', (kind) => {
     expect(await k.jobs.get(held!.id)).toMatchObject({ status: 'leased' });
   });
 
+  it('settleAndClaimJson with successes only (one statement on PostgreSQL): accepted, a repeat accepted, a stale token lost, the next jobs claimed', async () => {
+    const pool = freshPool();
+    await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }, { pool, type: 'ping' }, { pool, type: 'ping' }]);
+    const [a, b] = await k.leases.claim(pool, 'a1', [], 2);
+    const ok = (j: { id: string; leaseToken: string }, result: unknown) => ({ jobId: j.id, leaseToken: j.leaseToken, outcome: 'succeeded' as const, result });
+    await k.leases.results(pool, [ok(a!, { first: true })]);
+    const r = await k.leases.settleAndClaimJson(pool, 'a1', { results: [ok(a!, { again: true }), ok(b!, { n: 2 }), ok({ id: b!.id, leaseToken: '0'.repeat(32) + b!.id }, { evil: true })] }, [], 5);
+    expect(r.results).toEqual([
+      { jobId: a!.id, status: 'accepted' },
+      { jobId: b!.id, status: 'accepted' },
+      { jobId: b!.id, status: 'lost' },
+    ]);
+    expect(r.claimed.refs).toHaveLength(2);
+    expect((JSON.parse(r.claimed.json) as Array<{ attempt: number; leaseTtlMs: number }>).every((j) => j.attempt === 1 && j.leaseTtlMs === KIT_LEASE_TTL_MS)).toBe(true);
+    expect(await k.jobs.get(a!.id)).toMatchObject({ status: 'succeeded', result: { first: true } });
+    expect(await k.jobs.get(b!.id)).toMatchObject({ status: 'succeeded', result: { n: 2 } });
+    // A job leased again has the pages of its earlier lease discarded, as by claim.
+    const [c] = r.claimed.refs;
+    expect(await k.output.append(pool, c!.jobId, c!.leaseToken, 0, [{ old: 1 }])).toBe('accepted');
+    await k.leases.release(pool, [c!]);
+    const again = await k.leases.settleAndClaimJson(pool, 'a2', { results: [ok({ id: r.claimed.refs[1]!.jobId, leaseToken: r.claimed.refs[1]!.leaseToken }, null)] }, [], 5);
+    expect(again.results).toEqual([{ jobId: r.claimed.refs[1]!.jobId, status: 'accepted' }]);
+    expect(again.claimed.refs.map((x) => x.jobId)).toEqual([c!.jobId]);
+    expect(await run(k.db, 'SELECT seq FROM outpost_output WHERE job_id = ? AND lease_token = ?', [c!.jobId, c!.leaseToken])).toEqual([]);
+  });
+
   it('results: batched success, repeats are no-ops, stale tokens are lost and change nothing', async () => {
     const pool = freshPool();
     await k.jobs.enqueue([{ pool, type: 'ping' }, { pool, type: 'ping' }]);

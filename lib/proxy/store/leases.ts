@@ -73,13 +73,21 @@ export class LeaseStore {
    * What a lease poll carries, then its claim: the results and renewals are
    * recorded first, as by `results` and `heartbeat`, then up to `max` jobs
    * are claimed as by `claimJson` (none when `max` is 0). On SQLite all of it
-   * is one transaction, so a poll costs one commit instead of two or three.
+   * is one transaction, so a poll costs one commit instead of two or three;
+   * on PostgreSQL a poll that carries only successes is one statement.
    */
   async settleAndClaimJson(pool: string, agentId: string, cargo: Cargo, resources: readonly string[], max: number): Promise<SettledClaim> {
     const { db, clock } = this.deps;
     const items = cargo.results ?? [];
     const refs = cargo.leases ?? [];
     if (db.dialect !== 'sqlite') {
+      // The usual poll (successes only, nothing to renew): one statement (leases-pg.ts succeedAndClaim).
+      const successes = items.filter((i): i is Extract<ResultItem, { outcome: 'succeeded' }> => i.outcome === 'succeeded');
+      if (max > 0 && !refs.length && successes.length && successes.length === items.length) {
+        const args = this.claimArgs(pool, agentId, resources, max, clock.now());
+        const { outcome, rows } = await pg.succeedAndClaim(db, pool, successes, args);
+        return { results: this.recorded(pool, items, outcome), claimed: this.toJson(this.claimed(rows, args)) };
+      }
       return {
         ...(items.length ? { results: await this.results(pool, items) } : {}),
         ...(refs.length ? { leases: await this.heartbeat(pool, agentId, refs) } : {}),

@@ -44,17 +44,21 @@ const keys = (rows: readonly Row[]) => new Set(rows.map((r) => leaseKey(r.id, r.
  */
 export async function claim(db: PgDb, a: ClaimArgs): Promise<ClaimedRow[]> {
   checkMax(a.max);
-  const fits = a.resources.length ? '(resource IS NULL OR resource = ANY(?::text[]))' : 'resource IS NULL';
-  const rows = await query<ClaimedRow>(
-    db.knex,
-    `UPDATE outpost_jobs SET ${CLAIM_SET}
-     WHERE id IN (SELECT id FROM outpost_jobs WHERE pool = ? AND status = 'queued' AND available_at <= ? AND ${fits}
-                  ORDER BY available_at, id LIMIT ${a.max} FOR UPDATE SKIP LOCKED)
-     RETURNING id, type, resource, payload, attempt, timeout_ms, leases, lease_token`,
-    [a.secret, a.agentId, a.leaseExpiresAtMs, a.nowMs, a.nowMs, a.pool, a.nowMs, ...(a.resources.length ? [a.resources] : [])],
-  );
+  const rows = await query<ClaimedRow>(db.knex, claimSql(a), claimBindings(a));
   for (const r of rows) if (Number(r.leases) > 1) await discardPages(db, a.pool, r.id, r.lease_token);
   return rows;
+}
+
+function claimSql(a: ClaimArgs): string {
+  const fits = a.resources.length ? '(resource IS NULL OR resource = ANY(?::text[]))' : 'resource IS NULL';
+  return `UPDATE outpost_jobs SET ${CLAIM_SET}
+    WHERE id IN (SELECT id FROM outpost_jobs WHERE pool = ? AND status = 'queued' AND available_at <= ? AND ${fits}
+                 ORDER BY available_at, id LIMIT ${a.max} FOR UPDATE SKIP LOCKED)
+    RETURNING id, type, resource, payload, attempt, timeout_ms, leases, lease_token`;
+}
+
+function claimBindings(a: ClaimArgs): unknown[] {
+  return [a.secret, a.agentId, a.leaseExpiresAtMs, a.nowMs, a.nowMs, a.pool, a.nowMs, ...(a.resources.length ? [a.resources] : [])];
 }
 
 /** Deletes a job's pages of earlier leases and gives their bytes back to the pool's output quota, in one statement. */
@@ -104,16 +108,9 @@ export async function results(
 ): Promise<ResultsOutcome> {
   const wipe = wipeSecretsSql('postgres');
   const out: ResultsOutcome = { accepted: new Set(), repeated: new Set(), retries: [] };
-  const succeeded = items.filter((i) => i.outcome === 'succeeded');
+  const succeeded = items.filter((i): i is Success => i.outcome === 'succeeded');
   if (succeeded.length) {
-    const rows = await query<Row>(
-      db.knex,
-      `UPDATE outpost_jobs j SET status = 'succeeded', result = r.result, error = NULL, result_token = j.lease_token, finished_at = ?,
-         lease_expires_at = NULL, ${wipe}
-       FROM unnest(?::text[], ?::text[], ?::text[]) AS r(id, token, result) WHERE ${FENCE} RETURNING j.id, j.lease_token`,
-      [nowMs, ...pairs(succeeded), succeeded.map((i) => JSON.stringify(i.result ?? null)), pool],
-    );
-    for (const k of keys(rows)) out.accepted.add(k);
+    for (const k of keys(await query<Row>(db.knex, succeedSql(), succeedBindings(pool, succeeded, nowMs)))) out.accepted.add(k);
   }
   for (const i of items) {
     if (i.outcome !== 'failed') continue;
@@ -122,16 +119,59 @@ export async function results(
     out.accepted.add(leaseKey(i.jobId, i.leaseToken));
     if (failed.retryAtMs !== null) out.retries.push({ resource: failed.resource, atMs: failed.retryAtMs });
   }
-  const rest = items.filter((i) => !out.accepted.has(leaseKey(i.jobId, i.leaseToken)));
-  if (rest.length) {
-    const rows = await query<{ id: string; result_token: string }>(
-      db.knex,
-      'SELECT id, result_token FROM outpost_jobs WHERE pool = ? AND id = ANY(?::text[]) AND result_token IS NOT NULL',
-      [pool, rest.map((i) => i.jobId)],
-    );
-    for (const r of rows) out.repeated.add(leaseKey(r.id, r.result_token));
-  }
+  out.repeated = await repeatsOf(db, pool, items, out.accepted);
   return out;
+}
+
+/** The successes of a batch, fenced, in one statement. Bindings: succeedBindings. */
+function succeedSql(): string {
+  return `UPDATE outpost_jobs j SET status = 'succeeded', result = r.result, error = NULL, result_token = j.lease_token, finished_at = ?,
+      lease_expires_at = NULL, ${wipeSecretsSql('postgres')}
+    FROM unnest(?::text[], ?::text[], ?::text[]) AS r(id, token, result) WHERE ${FENCE} RETURNING j.id, j.lease_token`;
+}
+
+type Success = Extract<ResultItem, { outcome: 'succeeded' }>;
+
+function succeedBindings(pool: string, succeeded: readonly Success[], nowMs: number): unknown[] {
+  return [nowMs, ...pairs(succeeded), succeeded.map((i) => JSON.stringify(i.result ?? null)), pool];
+}
+
+/** Of the items not accepted, the leases whose job already ended with that token (a repeat): one read, none when all were accepted. */
+async function repeatsOf(db: PgDb, pool: string, items: readonly ResultItem[], accepted: ReadonlySet<string>): Promise<Set<string>> {
+  const repeated = new Set<string>();
+  const rest = items.filter((i) => !accepted.has(leaseKey(i.jobId, i.leaseToken)));
+  if (!rest.length) return repeated;
+  const rows = await query<{ id: string; result_token: string }>(
+    db.knex,
+    'SELECT id, result_token FROM outpost_jobs WHERE pool = ? AND id = ANY(?::text[]) AND result_token IS NOT NULL',
+    [pool, rest.map((i) => i.jobId)],
+  );
+  for (const r of rows) repeated.add(leaseKey(r.id, r.result_token));
+  return repeated;
+}
+
+/**
+ * A poll that carries only successes: they are recorded and the next jobs
+ * claimed in one statement, so one round trip and one commit instead of
+ * two (on this 2-core machine each statement waited ~3 ms for a CPU beside
+ * PostgreSQL's own ~1 ms). The two UPDATEs touch disjoint rows (leased ones,
+ * queued ones), and the claim's sub-select sees the table as it was before
+ * the statement, as a claim after the results did. Pages of earlier leases
+ * are discarded after, as in `claim`.
+ */
+export async function succeedAndClaim(db: PgDb, pool: string, succeeded: readonly Success[], a: ClaimArgs): Promise<{ outcome: ResultsOutcome; rows: ClaimedRow[] }> {
+  checkMax(a.max);
+  const rows = await query<ClaimedRow & { done: boolean }>(
+    db.knex,
+    `WITH done AS (${succeedSql()}), claimed AS (${claimSql(a)})
+     SELECT false AS done, id, type, resource, payload, attempt, timeout_ms, leases, lease_token FROM claimed
+     UNION ALL SELECT true, id, NULL, NULL, NULL, NULL, NULL, NULL, lease_token FROM done`,
+    [...succeedBindings(pool, succeeded, a.nowMs), ...claimBindings(a)],
+  );
+  const accepted = keys(rows.filter((r) => r.done));
+  const claimed = rows.filter((r) => !r.done);
+  for (const r of claimed) if (Number(r.leases) > 1) await discardPages(db, a.pool, r.id, r.lease_token);
+  return { outcome: { accepted, repeated: await repeatsOf(db, pool, succeeded, accepted), retries: [] }, rows: claimed };
 }
 
 /**
