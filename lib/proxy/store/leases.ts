@@ -36,8 +36,9 @@ export interface LeaseStoreDeps {
  * (fencing), every answer is the answer for that (id, leaseToken), and every
  * batch is one transaction on SQLite and one statement on PostgreSQL's hot
  * path (the statements are in sql/leases-sqlite.ts and sql/leases-pg.ts).
- * `results` and `claim` are separate operations, so a caller can report a
- * batch and claim the next one in sequence.
+ * A lease poll that carries its previous batch's results reports them and
+ * claims the next batch in one operation (`settleAndClaimJson`); the
+ * separate routes use `results`, `heartbeat` and `claimJson`.
  */
 export class LeaseStore {
   constructor(
