@@ -23,27 +23,39 @@ const COLUMNS = 'job_id, lease_token, attempt, agent_id, started_at, ended_at, o
 const ON_CONFLICT_END = `ON CONFLICT (job_id, lease_token) DO UPDATE SET ended_at = excluded.ended_at, outcome = excluded.outcome, error = excluded.error
   WHERE outpost_job_attempts.ended_at IS NULL`;
 
-/** One attempt ends. Bindings: job id, lease token, attempt, agent id, started at, ended at, outcome, error JSON or null. */
+/** A lease's fields as its job row holds them: what an ended attempt is made of. */
+export type LeaseFields = Pick<JobRow, 'attempt' | 'agent_id' | 'leased_at' | 'started_at'>;
+
+/** One attempt ends, from values read earlier. Bindings: endAttemptBindings. */
 export const END_ATTEMPT = `INSERT INTO outpost_job_attempts (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ${ON_CONFLICT_END}`;
+
+/** END_ATTEMPT's bindings: the lease's start is its `leased_at` (rows from before the column: the job's start). */
+export function endAttemptBindings(jobId: string, leaseToken: string, lease: LeaseFields, endedAtMs: number, outcome: AttemptOutcome, error: string | null): unknown[] {
+  return [jobId, leaseToken, num(lease.attempt), lease.agent_id ?? '', num(lease.leased_at ?? lease.started_at ?? endedAtMs), endedAtMs, outcome, error];
+}
+
+/**
+ * The attempts of the leases a row source `src` names end: `src` has the
+ * columns id, lease_token and LeaseFields' (a data-modifying CTE on
+ * PostgreSQL, or a sub-select of the job row before the statement that
+ * changes it). Bindings: ended at (also the start when none is known),
+ * ended at, outcome, then src's own. (`WHERE true`: SQLite reads an ON after
+ * FROM as a join's unless a WHERE comes first.)
+ */
+export function endAttemptsFrom(src: string): string {
+  return `INSERT INTO outpost_job_attempts (${COLUMNS})
+    SELECT id, lease_token, attempt, COALESCE(agent_id, ''), COALESCE(leased_at, started_at, ?), ?, ?, NULL FROM ${src} WHERE true ${ON_CONFLICT_END}`;
+}
 
 /**
  * The attempt of a lease still on its job row ends, read from that row
  * before the statement that changes it (same transaction, same fence).
- * Bindings: ended at, outcome, job id, pool, lease token.
+ * Bindings: ended at, ended at, outcome, job id, pool, lease token.
  */
-export const END_LEASE_ATTEMPT = `INSERT INTO outpost_job_attempts (${COLUMNS})
-  SELECT id, lease_token, attempt, COALESCE(agent_id, ''), COALESCE(leased_at, started_at, 0), ?, ?, NULL FROM outpost_jobs
-  WHERE id = ? AND pool = ? AND status = 'leased' AND lease_token = ? ${ON_CONFLICT_END}`;
-
-/**
- * END_ATTEMPT for the rows of a data-modifying CTE `src` on PostgreSQL, whose
- * columns id, lease_token, attempt, agent_id, leased_at, started_at are the
- * lease's. Bindings: started-at fallback, ended at, outcome.
- */
-export function endAttemptsFrom(src: string): string {
-  return `INSERT INTO outpost_job_attempts (${COLUMNS})
-    SELECT id, lease_token, attempt, COALESCE(agent_id, ''), COALESCE(leased_at, started_at, ?), ?, ?, NULL FROM ${src} ${ON_CONFLICT_END}`;
-}
+export const END_LEASE_ATTEMPT = endAttemptsFrom(
+  `(SELECT id, lease_token, attempt, agent_id, leased_at, started_at FROM outpost_jobs
+    WHERE id = ? AND pool = ? AND status = 'leased' AND lease_token = ?) AS lease`,
+);
 
 /** The job row's fields that describe its current (or last) lease. */
 export type LeaseColumns = Pick<JobRow, 'lease_token' | 'result_token' | 'agent_id' | 'attempt' | 'leased_at' | 'started_at'>;

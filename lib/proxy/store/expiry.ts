@@ -3,7 +3,7 @@ import { query, run, type Db } from './db.js';
 import { wipeSecretsSql } from './wipe.js';
 import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
 import { num } from './rows.js';
-import { END_ATTEMPT, endAttemptsFrom } from './attempts.js';
+import { END_ATTEMPT, endAttemptBindings, endAttemptsFrom, type LeaseFields } from './attempts.js';
 
 /** A lease the reaper found expired (for the proxy's log line). */
 export interface ExpiredLease {
@@ -54,7 +54,7 @@ export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: Expired
     // One transaction: the fenced UPDATE, then the attempt rows of exactly the leases it expired.
     rows = c.transaction(() => {
       const expired = c.all<ReapedRow>(expire, [now, now]);
-      for (const r of expired) c.all(END_ATTEMPT, [r.id, r.lease_token, num(r.attempt), r.agent_id ?? '', num(r.leased_at ?? r.started_at ?? now), now, 'expired', null]);
+      for (const r of expired) c.all(END_ATTEMPT, endAttemptBindings(r.id, r.lease_token, r, now, 'expired', null));
       return expired;
     });
   } else {
@@ -79,16 +79,12 @@ export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: Expired
   return rows.length;
 }
 
-interface ReapedRow {
+interface ReapedRow extends LeaseFields {
   id: string;
   pool: string;
   status: string;
   resource: string | null;
   lease_token: string;
-  agent_id: string | null;
-  attempt: number | string;
-  leased_at: number | string | null;
-  started_at: number | string | null;
 }
 
 /**

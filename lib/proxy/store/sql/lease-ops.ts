@@ -1,7 +1,7 @@
 import type { JobError, LeaseRef, ResultItem } from '../../../protocol/schemas.js';
 import { stmt, type Dialect, type Stmt } from '../db.js';
 import { num } from '../rows.js';
-import { END_ATTEMPT } from '../attempts.js';
+import { END_ATTEMPT, endAttemptBindings, type LeaseFields } from '../attempts.js';
 import type { JobRow } from '../rows.js';
 
 /*
@@ -48,10 +48,15 @@ export interface ClaimedRow {
   lease_token: string;
 }
 
-/** The SET list of a claim (both dialects); bindings: secret, agentId, leaseExpiresAt, now, now. */
+/** The SET list of a claim (both dialects); bindings: claimSetBindings. */
 export const CLAIM_SET = `status = 'leased', attempt = attempt + 1, leases = leases + 1,
   lease_token = CAST(? AS TEXT) || id, agent_id = ?, lease_expires_at = ?,
   started_at = COALESCE(started_at, ?), leased_at = ?, output_records = 0, output_bytes = 0`;
+
+/** CLAIM_SET's bindings, in its order. */
+export function claimSetBindings(a: ClaimArgs): unknown[] {
+  return [a.secret, a.agentId, a.leaseExpiresAtMs, a.nowMs, a.nowMs];
+}
 
 /** A results batch's outcome, by lease key. */
 export interface ResultsOutcome {
@@ -98,7 +103,7 @@ export function failUnit(
       `SELECT attempt, max_attempts, resource, agent_id, leased_at, started_at FROM outpost_jobs
        WHERE id = ? AND pool = ? AND lease_token = ? AND status = 'leased' ${lock}`,
       [item.jobId, pool, item.leaseToken],
-    )) as Array<Pick<JobRow, 'attempt' | 'max_attempts' | 'resource' | 'agent_id' | 'leased_at' | 'started_at'>>;
+    )) as Array<LeaseFields & Pick<JobRow, 'max_attempts' | 'resource'>>;
     if (!row) return null;
     const attempt = num(row.attempt);
     const error = JSON.stringify(item.error);
@@ -117,8 +122,7 @@ export function failUnit(
         [error, nowMs, item.jobId],
       );
     }
-    const startedAt = num(row.leased_at ?? row.started_at ?? nowMs);
-    yield stmt(END_ATTEMPT, [item.jobId, item.leaseToken, attempt, row.agent_id ?? '', startedAt, nowMs, 'failed', JSON.stringify(item.error satisfies JobError)]);
+    yield stmt(END_ATTEMPT, endAttemptBindings(item.jobId, item.leaseToken, row, nowMs, 'failed', JSON.stringify(item.error satisfies JobError)));
     return { retryAtMs, resource: row.resource };
   };
 }

@@ -2,7 +2,7 @@ import type { LeaseRef, ResultItem } from '../../../protocol/schemas.js';
 import { atomic, query, type Db } from '../db.js';
 import { wipeSecretsSql } from '../wipe.js';
 import { endAttemptsFrom } from '../attempts.js';
-import { CLAIM_SET, checkMax, failUnit, leaseKey, type ClaimArgs, type ClaimedRow, type ReleasedRow, type ResultsOutcome } from './lease-ops.js';
+import { CLAIM_SET, checkMax, claimSetBindings, failUnit, leaseKey, type ClaimArgs, type ClaimedRow, type ReleasedRow, type ResultsOutcome } from './lease-ops.js';
 
 /*
  * The lease operations on PostgreSQL: each batch is one statement that joins
@@ -58,7 +58,7 @@ function claimSql(a: ClaimArgs): string {
 }
 
 function claimBindings(a: ClaimArgs): unknown[] {
-  return [a.secret, a.agentId, a.leaseExpiresAtMs, a.nowMs, a.nowMs, a.pool, a.nowMs, ...(a.resources.length ? [a.resources] : [])];
+  return [...claimSetBindings(a), a.pool, a.nowMs, ...(a.resources.length ? [a.resources] : [])];
 }
 
 /** Deletes a job's pages of earlier leases and gives their bytes back to the pool's output quota, in one statement. */

@@ -4,7 +4,7 @@ import type { SqliteConn } from '../sqlite.js';
 import { num } from '../rows.js';
 import { wipeSecretsSql } from '../wipe.js';
 import { END_LEASE_ATTEMPT } from '../attempts.js';
-import { CLAIM_SET, checkMax, failUnit, leaseKey, type ClaimArgs, type ClaimedRow, type ReleasedRow, type ResultsOutcome } from './lease-ops.js';
+import { CLAIM_SET, checkMax, claimSetBindings, failUnit, leaseKey, type ClaimArgs, type ClaimedRow, type ReleasedRow, type ResultsOutcome } from './lease-ops.js';
 
 /*
  * The lease operations on SQLite: each batch is one transaction of cached
@@ -42,7 +42,7 @@ function claimSql(resources: number, max: number): string {
 export function claim(c: SqliteConn, a: ClaimArgs): ClaimedRow[] {
   checkMax(a.max);
   return c.transaction(() => {
-    const rows = c.all<ClaimedRow>(claimSql(a.resources.length, a.max), [a.secret, a.agentId, a.leaseExpiresAtMs, a.nowMs, a.nowMs, a.pool, a.nowMs, ...a.resources]);
+    const rows = c.all<ClaimedRow>(claimSql(a.resources.length, a.max), [...claimSetBindings(a), a.pool, a.nowMs, ...a.resources]);
     for (const r of rows) {
       if (num(r.leases) <= 1) continue;
       const gone = c.all<{ bytes: number }>(DISCARD_PAGES, [r.id, r.lease_token]);
@@ -105,7 +105,7 @@ export function release(c: SqliteConn, pool: string, nowMs: number, refs: readon
     const out: ReleasedRow[] = [];
     for (const r of refs) {
       // The attempt ends first: it is read from the lease's job row, which RELEASE then changes (same fence).
-      c.all(END_LEASE_ATTEMPT, [nowMs, 'released', r.jobId, pool, r.leaseToken]);
+      c.all(END_LEASE_ATTEMPT, [nowMs, nowMs, 'released', r.jobId, pool, r.leaseToken]);
       const [row] = c.all<ReleasedRow>(RELEASE, [r.jobId, pool, r.leaseToken]);
       if (row) out.push(row);
     }
