@@ -16,10 +16,14 @@ const MAX_CACHED_SQL_CHARS = 8192;
  */
 export class SqliteConn {
   private readonly cache = new Map<string, Database.Statement>();
-  private readonly tx: (fn: () => unknown) => unknown;
+  private readonly tx: Database.Transaction<(fn: () => unknown) => unknown>;
 
   constructor(private readonly raw: Database.Database) {
     // One wrapper, built once: better-sqlite3 builds a new one at every `transaction()` call.
+    // BEGIN IMMEDIATE: the write lock is taken (or waited for, busy_timeout) before the first read.
+    // A deferred transaction that read first and then wrote after another connection's commit (a
+    // CLI `token create` beside a busy proxy: its migration reads, then writes) failed at once with
+    // SQLITE_BUSY, which no busy timeout retries; seen as 2–4 failed `token create` in 80 under load.
     this.tx = raw.transaction((fn: () => unknown) => fn());
   }
 
@@ -32,11 +36,11 @@ export class SqliteConn {
   }
 
   /**
-   * Runs `fn` in one transaction (BEGIN … COMMIT, or ROLLBACK when it throws);
+   * Runs `fn` in one transaction (BEGIN IMMEDIATE … COMMIT, or ROLLBACK when it throws);
    * nested calls become savepoints. `fn` must be synchronous.
    */
   transaction<R>(fn: () => R): R {
-    return this.tx(fn) as R;
+    return this.tx.immediate(fn) as R;
   }
 
   /** Runs statements without bindings or results (schema changes). */
@@ -85,9 +89,10 @@ export function openSqlite(url: string): SqliteConn {
   const file = resolve(url.slice('sqlite:'.length));
   mkdirSync(dirname(file), { recursive: true });
   const raw = new Database(file);
+  // The busy timeout first: switching to WAL can meet a lock another connection holds.
+  raw.pragma('busy_timeout = 5000');
   raw.pragma('journal_mode = WAL');
   raw.pragma('synchronous = NORMAL');
-  raw.pragma('busy_timeout = 5000');
   raw.pragma('foreign_keys = OFF');
   // The claim's IN-list and sorts stay in memory. Measured and left alone: a bigger
   // cache_size or mmap_size made claims and results slower (each commit walks the
