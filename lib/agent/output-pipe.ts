@@ -9,6 +9,7 @@ import { retry } from '../util/retry.js';
 import { EncodedBody } from './api.js';
 import type { Lease } from './lease.js';
 import type { AgentMetrics } from './metrics.js';
+import { EMPTY_PAGE, PageBuilder, PagePool, splitPage, withHead, type Page } from './pages.js';
 
 const gzip = promisify(gzipCb);
 
@@ -73,6 +74,8 @@ export class OutputPipe {
   private maxPageBytes: number;
   private readonly maxPages: number;
   private readonly backoff = new Backoff();
+  /** One buffer per page out, and one for the page being filled. */
+  private readonly pool: PagePool;
 
   constructor(
     private readonly deps: { api: OutputApi; clock: Clock; lease: Lease; log: () => Logger; form: PageForm; metrics?: AgentMetrics },
@@ -80,6 +83,7 @@ export class OutputPipe {
   ) {
     this.maxPageBytes = opts.maxPageBytes ?? 1024 * 1024;
     this.maxPages = Math.max(1, opts.maxPagesInFlight ?? 3);
+    this.pool = new PagePool(this.maxPages + 1, 2 * this.maxPageBytes);
   }
 
   /** Queues `records` as one or more pages; resolves once they are out (not yet stored), waiting while the pipe is full. */
@@ -87,7 +91,7 @@ export class OutputPipe {
     this.throwIfFailed();
     // An empty write still makes a (empty) page, as it always did.
     if (!records.length) return this.queue(EMPTY_PAGE);
-    let page = new PageBuilder(this.maxPageBytes);
+    let page = new PageBuilder(this.pool, this.maxPageBytes);
     for (const r of records) {
       // As JSON.stringify of the array would: undefined becomes null. Its declared type says string, but
       // undefined (or a function) gives undefined, hence the widening.
@@ -95,7 +99,7 @@ export class OutputPipe {
       page.append(line);
       if (page.bytes >= this.maxPageBytes || page.count >= MAX_RECORDS_PER_PAGE) {
         await this.queue(page.done());
-        page = new PageBuilder(this.maxPageBytes);
+        page = new PageBuilder(this.pool, this.maxPageBytes);
       }
     }
     if (page.count) await this.queue(page.done());
@@ -140,6 +144,8 @@ export class OutputPipe {
       stats.pagesInFlight--;
       stats.bytesInFlight -= page.data.length;
       this.out.delete(done);
+      // Answered, failed or abandoned (its request ended): no request holds its bytes any more.
+      this.pool.give(page.owner);
     });
     this.out.add(done);
   }
@@ -189,9 +195,8 @@ export class OutputPipe {
     const { api, lease, form } = this.deps;
     const { job } = lease;
     if (form.ndjson && api.outputNdjson) {
-      const head = Buffer.from(`${JSON.stringify({ leaseToken: job.leaseToken, seq })}\n`);
       const headers: Record<string, string> = { 'content-type': NDJSON_MEDIA_TYPE };
-      let data = Buffer.concat([head, page.data]);
+      let data = withHead(page, `${JSON.stringify({ leaseToken: job.leaseToken, seq })}\n`);
       if (this.opts.gzip) {
         data = await gzip(data, { level: 1 });
         headers['content-encoding'] = 'gzip';
@@ -211,57 +216,4 @@ export class OutputPipe {
     const records = page.count ? page.data.toString('utf8').slice(0, -1).split('\n').map((l) => JSON.parse(l) as unknown) : [];
     await api.output(job.id, { leaseToken: job.leaseToken, seq, records }, lease.signal);
   }
-}
-
-/** A page: `count` NDJSON lines, each ending in a newline, as UTF-8 bytes. */
-interface Page {
-  readonly data: Buffer;
-  readonly count: number;
-}
-
-const EMPTY_PAGE: Page = { data: Buffer.alloc(0), count: 0 };
-
-/**
- * Encodes lines straight into one growing Buffer. Why not strings joined: a
- * page's text (~150 KB to 1 MiB) would be one string above V8's large-object
- * size, allocated in the old generation and freed only by a full GC, so a
- * million-row listing grew the agent's heap by ~100 MB before one ran; a
- * Buffer's bytes are freed as soon as the page is answered.
- */
-class PageBuilder {
-  bytes = 0;
-  count = 0;
-  private buf: Buffer;
-
-  constructor(maxPageBytes: number) {
-    this.buf = Buffer.allocUnsafe(Math.min(64 * 1024, Math.max(256, maxPageBytes)));
-  }
-
-  append(line: string): void {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit: measure exactly only when that bound might not fit.
-    const need = line.length * 3 + 1 <= this.buf.length - this.bytes ? 0 : Buffer.byteLength(line) + 1;
-    if (need && need > this.buf.length - this.bytes) {
-      const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.bytes + need));
-      this.buf.copy(grown, 0, 0, this.bytes);
-      this.buf = grown;
-    }
-    this.bytes += this.buf.write(line, this.bytes, 'utf8');
-    this.buf[this.bytes++] = 0x0a;
-    this.count++;
-  }
-
-  done(): Page {
-    return { data: this.buf.subarray(0, this.bytes), count: this.count };
-  }
-}
-
-/** The first ⌈count/2⌉ lines and the rest (views of the same bytes). */
-function splitPage(page: Page): [Page, Page] {
-  const half = Math.ceil(page.count / 2);
-  let cut = 0;
-  for (let i = 0; i < half; i++) cut = page.data.indexOf(0x0a, cut) + 1;
-  return [
-    { data: page.data.subarray(0, cut), count: half },
-    { data: page.data.subarray(cut), count: page.count - half },
-  ];
 }

@@ -42,6 +42,9 @@ class HeldProxy implements HeartbeatApi, ResultsApi, OutputApi {
   maxBodyBytes = Infinity;
   reported: ResultItem[] = [];
   reportedWhileOpen = 0;
+  /** The memory behind each NDJSON body, and bodies whose bytes changed before they were answered. */
+  bodyBuffers = new Set<ArrayBufferLike>();
+  changedBeforeAnswer = 0;
   async heartbeat(body: { leases: LeaseRef[] }): Promise<HeartbeatResponse> {
     return { leases: body.leases.map((r) => ({ jobId: r.jobId, status: 'ok' as const, leaseTtlMs: 30_000 })) };
   }
@@ -58,14 +61,19 @@ class HeldProxy implements HeartbeatApi, ResultsApi, OutputApi {
     const text = page.data.toString();
     const [head, ...lines] = text.split('\n').filter(Boolean);
     const seq = (JSON.parse(head!) as { seq: number }).seq;
-    return this.hold({ seq, form: 'ndjson', records: lines.map((l) => JSON.parse(l) as unknown), bytes: text.length });
+    const data = page.data as Buffer;
+    this.bodyBuffers.add(data.buffer);
+    // As a socket still writing it would: the body's bytes must not change until the call is answered.
+    const intact = () => data.toString() === text || this.changedBeforeAnswer++ < 0;
+    return this.hold({ seq, form: 'ndjson', records: lines.map((l) => JSON.parse(l) as unknown), bytes: text.length }, intact);
   }
-  private hold(s: Omit<Sent, 'answer'>) {
+  private hold(s: Omit<Sent, 'answer'>, intact = () => true) {
     if (s.bytes > this.maxBodyBytes) return Promise.reject(new OutpostError('too_large', 'request body is too large'));
     this.open++;
     this.peakOpen = Math.max(this.peakOpen, this.open);
     return new Promise<{ status: 'accepted' }>((resolve, reject) => {
       const answer = (err?: Error) => {
+        intact();
         this.open--;
         if (err) reject(err);
         else resolve({ status: 'accepted' });
@@ -128,6 +136,34 @@ describe('output pipeline', () => {
     expect(t.proxy.stored().map((r) => (r as { id: string }).id)).toEqual(Array.from({ length: 2000 }, (_, i) => `u${i}`));
     expect(t.proxy.reported).toMatchObject([{ outcome: 'succeeded', result: { records: 2000 } }]);
     expect(t.proxy.reportedWhileOpen).toBe(0);
+    t.stop();
+  });
+
+  it('writes every page into one of a few reused buffers, whose bytes stay as sent until the page is answered', async () => {
+    const handed = { n: 0 };
+    const t = setup(listing(30, 40, handed));
+    const run = t.runner.run(job(), t.clock.monotonicMs());
+    // Answered out of the order sent, a few at a time: a buffer goes back only when its own page is answered.
+    for (let answered = 0; answered < 30; ) {
+      await sleepUntil(() => t.proxy.open === 3 || t.proxy.sent.length === 30, { what: 'the pipe full' });
+      const open = t.proxy.sent.filter((s) => !(s as { done?: boolean }).done);
+      const pick = open[open.length - 1]!;
+      (pick as { done?: boolean }).done = true;
+      pick.answer();
+      answered++;
+      if (answered >= 27) {
+        t.proxy.auto = true;
+        while (t.proxy.open) t.proxy.answerNext();
+        break;
+      }
+    }
+    await run;
+    await t.reporter.flush();
+    expect(t.proxy.changedBeforeAnswer).toBe(0);
+    expect(t.proxy.stored().map((r) => (r as { id: string }).id)).toEqual(Array.from({ length: 1200 }, (_, i) => `u${i}`));
+    // 3 out + 1 being filled.
+    expect(t.proxy.bodyBuffers.size).toBeLessThanOrEqual(4);
+    expect(t.proxy.reported).toMatchObject([{ outcome: 'succeeded', result: { records: 1200 } }]);
     t.stop();
   });
 
