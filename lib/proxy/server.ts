@@ -23,7 +23,7 @@ import { JobWatch } from './watch.js';
 import { ReplicaListener } from './listener.js';
 import { Authenticator } from './http/auth.js';
 import { registerRoutes } from './http/app.js';
-import { clientErrorHandler, frameworkErrors, MAX_PARAM_LENGTH } from './http/errors.js';
+import { fastifyOptions, headersTimeoutMs } from './http/server-options.js';
 import { StatsStore } from './store/stats.js';
 import { createProxyMetrics } from './metrics.js';
 import { RetentionStore } from './store/retention.js';
@@ -63,11 +63,6 @@ export interface ProxyServerDeps {
   log?: Logger;
 }
 
-/**
- * How often Node checks connections against headersTimeout and requestTimeout
- * (default 30 s, which let slow clients hold a connection up to 30 s past them).
- */
-const CONNECTIONS_CHECK_MS = 1000;
 /**
  * How long stop() lets requests in flight finish before it closes every connection. Without it a
  * client that connected and sent nothing, or half a request, held stop() for good (a pooled
@@ -177,29 +172,9 @@ export function createProxyServer(config: ProxyConfig, deps: ProxyServerDeps = {
       const tls = config.tls.certFile && config.tls.keyFile
         ? { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
         : null;
-      const server = Fastify({
-        logger: false,
-        bodyLimit: config.bodyLimitBytes,
-        // Above the 60 s idle cut of common load balancers (headersTimeout: see below).
-        keepAliveTimeout: config.keepAliveTimeoutMs,
-        // Bounds receiving a request (headers and body), not the answer: a long poll, received at once, is not cut.
-        requestTimeout: config.requestTimeoutMs,
-        ...(tls ? { https: { ...tls, connectionsCheckingInterval: CONNECTIONS_CHECK_MS } } : { http: { connectionsCheckingInterval: CONNECTIONS_CHECK_MS } }),
-        // Unknown fields are errors, not silently dropped; nothing is coerced.
-        ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false } },
-        // Requests that arrive while closing get the protocol's 503 from our own hook, not fastify's body.
-        return503OnClosing: false,
-        // Bad URLs, over-long ids and unparsable requests answered in the protocol's shape (http/errors.ts).
-        routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
-        frameworkErrors,
-        clientErrorHandler,
-      }) as unknown as FastifyInstance;
+      const server = Fastify(fastifyOptions(config, tls)) as unknown as FastifyInstance;
       app = server;
-      // DESIGN's 66 s guarded the keep-alive race of Node < 18, which counted an idle keep-alive connection's
-      // wait into headersTimeout. Node 20 counts from a request's first byte (measured: an idle connection
-      // outlives a 2 s headersTimeout), and checks requestTimeout only when headersTimeout is not above it,
-      // so both bound a request's arrival and idle keep-alive stays 65 s.
-      server.server.headersTimeout = Math.min(config.keepAliveTimeoutMs + 1000, config.requestTimeoutMs);
+      server.server.headersTimeout = headersTimeoutMs(config);
       const auth = new Authenticator({ adminToken: config.adminToken }, { tokens: s.tokens, clock, log });
       // Per-token request rate: checked after authentication (onRequest), before the body is read (rate-limit.ts).
       await registerRateLimit(server, { max: quotas.requestsPerToken, timeWindowMs: quotas.requestWindowMs }, { onExceeded: () => onQuota('requests_per_token') });

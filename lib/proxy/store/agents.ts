@@ -1,12 +1,10 @@
 import type { Clock } from '../../util/clock.js';
 import { OutpostError } from '../../util/errors.js';
-import type { AgentView } from '../../protocol/schemas.js';
-import { versionStanding } from '../../protocol/semver.js';
-import { atomic, marks, run, stmt, type Db, type Stmt } from './db.js';
+import { atomic, run, stmt, type Db, type Stmt } from './db.js';
 import { num } from './rows.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { listAgents, type AgentPageResult, type AgentRow } from './agent-list.js';
 import type { QuotaName } from './jobs.js';
-import { agentCensus, agentStatus, agentTransitions, type AgentCensus, type AgentStatus, type PresenceRow, type PresenceTransition } from './presence.js';
+import { agentCensus, agentTransitions, type AgentCensus, type PresenceTransition } from './presence.js';
 
 /** Options of the agent registry. */
 export interface AgentStoreOptions {
@@ -41,12 +39,6 @@ export interface AgentInfo {
   resources?: readonly string[];
 }
 
-/** One page of agents. */
-export interface AgentPageResult {
-  agents: AgentView[];
-  nextCursor: string | null;
-}
-
 /** Above this many remembered agents, entries older than the presence window are dropped. */
 const MAX_TRACKED_AGENTS = 10_000;
 /** Above this many remembered (pool, resource) pairs the presence map starts over (the store answers meanwhile). */
@@ -59,27 +51,12 @@ interface Seen {
   contactByMs: number;
 }
 
-
 /**
  * `contact_by` is rewritten when it would move later by more than this, so a
  * busy agent costs at most one write per this period, and the stored value is
  * never later than the true one (a dead agent is stale by its hold + grace).
  */
 const CONTACT_SLACK_MS = 2000;
-/** Leased job ids listed per agent. */
-const MAX_IN_FLIGHT_IDS = 100;
-
-
-interface AgentRow {
-  pool: string;
-  agent_id: string;
-  hostname: string;
-  version: string;
-  resources: string;
-  last_seen_at: number | string;
-  state: string | null;
-  contact_by: number | string | null;
-}
 
 /**
  * Presence of agents per pool. A poll or heartbeat touches the agent; the
@@ -231,68 +208,8 @@ export class AgentStore {
    * One page of agents of some pools (all when null), by (pool, agentId),
    * with their status and leased job count (counted for this page only).
    */
-  async list(pools: readonly string[] | null, limit = 1000, cursor?: string): Promise<AgentPageResult> {
-    const where: string[] = [];
-    const bindings: unknown[] = [];
-    if (pools) {
-      where.push(`pool IN (${marks(pools.length)})`);
-      bindings.push(...pools);
-    }
-    if (cursor) {
-      const [pool, agentId] = decodeCursor(cursor, ['string', 'string']);
-      where.push('(pool, agent_id) > (?, ?)');
-      bindings.push(pool, agentId);
-    }
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new Error('list: limit must be a positive integer');
-    const rows = await run<AgentRow>(
-      this.deps.db,
-      `SELECT * FROM outpost_agents ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY pool, agent_id LIMIT ${limit + 1}`,
-      bindings,
-    );
-    const page = rows.slice(0, limit);
-    const inFlight = new Map<string, string[]>();
-    const byPool = new Map<string, string[]>();
-    for (const r of page) byPool.set(r.pool, [...(byPool.get(r.pool) ?? []), r.agent_id]);
-    // Leased jobs only, from their partial index (SQLite is told: it would rather scan the table).
-    const hint = this.deps.db.dialect === 'sqlite' ? 'INDEXED BY outpost_jobs_leased' : '';
-    for (const [pool, ids] of byPool) {
-      const leased = await run<{ agent_id: string; id: string }>(
-        this.deps.db,
-        `SELECT agent_id, id FROM outpost_jobs ${hint} WHERE status = 'leased' AND pool = ? AND agent_id IN (${marks(ids.length)})`,
-        [pool, ...ids],
-      );
-      for (const c of leased) {
-        const k = `${pool}\u0000${c.agent_id}`;
-        inFlight.set(k, [...(inFlight.get(k) ?? []), c.id]);
-      }
-    }
-    const now = this.deps.clock.now();
-    const last = page[page.length - 1];
-    return {
-      agents: page.map((r) => {
-        const jobs = (inFlight.get(`${r.pool}\u0000${r.agent_id}`) ?? []).sort();
-        const standing = versionStanding(r.version, this.opts.versions ?? {});
-        return {
-          agentId: r.agent_id,
-          pool: r.pool,
-          hostname: r.hostname,
-          version: r.version,
-          resources: JSON.parse(r.resources) as string[],
-          status: this.statusOf(r, now),
-          lastSeenAt: new Date(num(r.last_seen_at)).toISOString(),
-          inFlight: jobs.length,
-          inFlightJobs: jobs.slice(0, MAX_IN_FLIGHT_IDS),
-          // Without configured versions nothing is checked (a development build may report anything).
-          outdated: !!(this.opts.versions?.latestVersion || this.opts.versions?.minVersion) && standing !== 'current',
-          upgradeRequired: !!this.opts.versions?.minVersion && (standing === 'unsupported' || standing === 'invalid'),
-        };
-      }),
-      nextCursor: rows.length > limit && last ? encodeCursor([last.pool, last.agent_id]) : null,
-    };
-  }
-
-  private statusOf(r: PresenceRow, now: number): AgentStatus {
-    return agentStatus(r, now, this.opts.presenceMs);
+  list(pools: readonly string[] | null, limit = 1000, cursor?: string): Promise<AgentPageResult> {
+    return listAgents(this.deps.db, { presenceMs: this.opts.presenceMs, versions: this.opts.versions ?? {} }, this.deps.clock.now(), { pools, limit, cursor });
   }
 
   /** Agents per pool and status, and per pool and version, for `/metrics` (store/presence.ts). */
