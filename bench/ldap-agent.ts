@@ -24,8 +24,11 @@ export interface AgentStack {
   stop(): Promise<void>;
 }
 
+/** `BENCH_PROF_DIR=/tmp/prof`: the proxy and the agent write CPU profiles (.cpuprofile) there (as bench/sql-agent.ts). */
+const PROF = process.env.BENCH_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF_DIR}`] : [];
+
 function node(script: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess & { out: () => string } {
-  const child = spawn(process.execPath, [join(ROOT, script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...PROF, join(ROOT, script), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
