@@ -1,4 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
+import pg from 'pg';
+import { NOTIFY_CHANNEL } from '../../lib/proxy/store/events.js';
 import { FakeClock } from '../fixtures/fake-clock.js';
 import { Api, createTestDatabase, startTestProxy, TEST_ADMIN_TOKEN, type TestProxy } from '../fixtures/proxy-server.js';
 
@@ -45,5 +47,30 @@ describe('replicas on PostgreSQL wake each other by NOTIFY', () => {
     expect(res.status).toBe(201);
     const got = (await Promise.all(polls)).flat();
     expect(got.map((j) => j.id).sort()).toEqual(res.body.jobs.map((j: { id: string }) => j.id).sort());
+  });
+
+  it('the NOTIFY goes out with the insert (one statement), and not for a job its idempotency key turned away', async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(n.payload ?? ''));
+    try {
+      await listener.query(`LISTEN ${NOTIFY_CHANNEL}`);
+      const root = new Api(a.proxy.url, TEST_ADMIN_TOKEN);
+      const first = await root.enqueue({ pool: 'shared', type: 'ping', idempotencyKey: 'once' });
+      const deadline = Date.now() + 5000;
+      while (heard.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(heard).toHaveLength(1);
+      expect(heard[0]).toMatch(/ shared -=1$/);
+      // The job row is there for whoever the NOTIFY woke.
+      const view = await a.admin.get(`/v1/jobs/${first}`);
+      expect(view.body).toMatchObject({ id: first, status: 'queued' });
+      const again = await root.enqueue({ pool: 'shared', type: 'ping', idempotencyKey: 'once' });
+      expect(again).toBe(first);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(heard).toHaveLength(1);
+    } finally {
+      await listener.end();
+    }
   });
 });
