@@ -40,6 +40,7 @@ export class PagePool {
     private readonly maxKeptBytes: number,
   ) {}
 
+  /** A free buffer (of any size: PageBuilder grows it when a line does not fit), else a new one of `minBytes`. */
   take(minBytes: number): Buffer {
     return this.free.pop() ?? Buffer.allocUnsafe(minBytes);
   }
