@@ -18,10 +18,12 @@ export interface Page {
   /** The lines. */
   readonly data: Buffer;
   readonly count: number;
-  /** The pool's buffer `data` is a view of: given back once the page is answered. */
+  /**
+   * The pool's buffer `data` is a view of: given back once the page is answered. When `data`
+   * starts `HEAD_ROOM_BYTES` into it (a whole page, or the first half of a split), the bytes
+   * before `data` are free for the head line.
+   */
   readonly owner?: Buffer;
-  /** `data` starts `HEAD_ROOM_BYTES` into `owner`, and the bytes before it are free for the head line. */
-  readonly headRoom?: boolean;
 }
 
 export const EMPTY_PAGE: Page = { data: Buffer.alloc(0), count: 0 };
@@ -79,7 +81,7 @@ export class PageBuilder {
   }
 
   done(): Page {
-    return { data: this.buf.subarray(HEAD_ROOM_BYTES, HEAD_ROOM_BYTES + this.bytes), count: this.count, owner: this.buf, headRoom: true };
+    return { data: this.buf.subarray(HEAD_ROOM_BYTES, HEAD_ROOM_BYTES + this.bytes), count: this.count, owner: this.buf };
   }
 }
 
@@ -90,21 +92,22 @@ export class PageBuilder {
  */
 export function withHead(page: Page, head: string): Buffer {
   const headBytes = Buffer.byteLength(head);
-  if (page.owner && page.headRoom && headBytes <= HEAD_ROOM_BYTES) {
+  const { owner } = page;
+  if (owner?.buffer === page.data.buffer && page.data.byteOffset - owner.byteOffset === HEAD_ROOM_BYTES && headBytes <= HEAD_ROOM_BYTES) {
     const start = HEAD_ROOM_BYTES - headBytes;
-    page.owner.write(head, start, 'utf8');
-    return page.owner.subarray(start, HEAD_ROOM_BYTES + page.data.length);
+    owner.write(head, start, 'utf8');
+    return owner.subarray(start, HEAD_ROOM_BYTES + page.data.length);
   }
   return Buffer.concat([Buffer.from(head), page.data]);
 }
 
-/** The first ⌈count/2⌉ lines and the rest (views of the same bytes; only the first keeps the head room). */
+/** The first ⌈count/2⌉ lines and the rest (views of the same bytes: only the first starts where the head room ends). */
 export function splitPage(page: Page): [Page, Page] {
   const half = Math.ceil(page.count / 2);
   let cut = 0;
   for (let i = 0; i < half; i++) cut = page.data.indexOf(0x0a, cut) + 1;
   return [
-    { data: page.data.subarray(0, cut), count: half, ...(page.owner ? { owner: page.owner } : {}), ...(page.headRoom ? { headRoom: true } : {}) },
+    { data: page.data.subarray(0, cut), count: half, ...(page.owner ? { owner: page.owner } : {}) },
     { data: page.data.subarray(cut), count: page.count - half },
   ];
 }

@@ -165,6 +165,8 @@ export interface LdapSettings {
   idleTimeoutMs: number;
   rangeSize: number;
   accountAttributes: string[];
+  /** What an account record's `attributes` carry (cn, displayName, givenName, sn, AD's userPrincipalName, then accountAttributes), password attributes left out: decided once here, not per entry. */
+  recordAttributes: readonly string[];
   disabledAttribute: string;
   disabledValue: string;
   /** The compiled `entitlements` allow-list (group DNs). */
@@ -270,6 +272,7 @@ export function parseLdapConfig(name: string, raw: Record<string, unknown>, deps
     idleTimeoutMs: c.idleTimeoutMs ?? 300_000,
     rangeSize: c.rangeSize ?? 1500,
     accountAttributes: c.accountAttributes ?? [],
+    recordAttributes: ['cn', 'displayName', 'givenName', 'sn', ...(flavor === 'ad' ? ['userPrincipalName'] : []), ...(c.accountAttributes ?? [])].filter((a) => !policy.forbidden(a)),
     disabledAttribute: c.openldap?.disabledAttribute ?? 'pwdAccountLockedTime',
     disabledValue: c.openldap?.disabledValue ?? '000001010000Z',
     entitlements: compileEntitlements(name, c.entitlements, { caseInsensitive: true }),

@@ -45,24 +45,11 @@ export function isEnabled(s: LdapSettings, v: EntryView): boolean {
   return !v.has(s.disabledAttribute);
 }
 
-/** Per resource, the attributes an account record carries, password attributes left out. */
-const keptAttributes = new WeakMap<LdapSettings, readonly string[]>();
-
-/** Computed once per resource, not per entry: the password check was ~8 % of a 100 000-entry listing's CPU. */
-function accountAttributesOf(s: LdapSettings): readonly string[] {
-  let keep = keptAttributes.get(s);
-  if (!keep) {
-    keep = ['cn', 'displayName', 'givenName', 'sn', ...(s.flavor === 'ad' ? ['userPrincipalName'] : []), ...s.accountAttributes].filter((a) => !s.attributes.forbidden(a));
-    keptAttributes.set(s, keep);
-  }
-  return keep;
-}
-
 /** An account entry as an AccountRecord (id = canonical DN, name = uid or sAMAccountName). */
 export function toAccount(s: LdapSettings, entry: Entry): AccountRecord {
   const v = new EntryView(entry);
   const attributes: Record<string, unknown> = {};
-  for (const a of accountAttributesOf(s)) {
+  for (const a of s.recordAttributes) {
     const values = v.json(a);
     if (values.length) attributes[a] = values.length === 1 ? values[0] : values;
   }

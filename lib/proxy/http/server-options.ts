@@ -9,7 +9,7 @@ import { clientErrorHandler, frameworkErrors, MAX_PARAM_LENGTH } from './errors.
 const CONNECTIONS_CHECK_MS = 1000;
 
 /** The HTTP server's options (fastify's), from the proxy's config; `tls` when HTTPS is configured. */
-export function fastifyOptions(config: ProxyConfig, tls: { cert: Buffer; key: Buffer } | null): FastifyServerOptions & Record<string, unknown> {
+export function fastifyOptions(config: ProxyConfig, tls: { cert: Buffer; key: Buffer } | null): FastifyServerOptions {
   return {
     logger: false,
     bodyLimit: config.bodyLimitBytes,

@@ -59,7 +59,11 @@ export async function listAgents(
   const page = rows.slice(0, limit);
   const inFlight = new Map<string, string[]>();
   const byPool = new Map<string, string[]>();
-  for (const r of page) byPool.set(r.pool, [...(byPool.get(r.pool) ?? []), r.agent_id]);
+  for (const r of page) {
+    const ids = byPool.get(r.pool);
+    if (ids) ids.push(r.agent_id);
+    else byPool.set(r.pool, [r.agent_id]);
+  }
   // Leased jobs only, from their partial index (SQLite is told: it would rather scan the table).
   const hint = db.dialect === 'sqlite' ? 'INDEXED BY outpost_jobs_leased' : '';
   for (const [pool, ids] of byPool) {
@@ -70,7 +74,10 @@ export async function listAgents(
     );
     for (const c of leased) {
       const k = `${pool}\u0000${c.agent_id}`;
-      inFlight.set(k, [...(inFlight.get(k) ?? []), c.id]);
+      const jobs = inFlight.get(k);
+      // Pushed, not copied: an agent may hold thousands of leases.
+      if (jobs) jobs.push(c.id);
+      else inFlight.set(k, [c.id]);
     }
   }
   const last = page[page.length - 1];

@@ -1,4 +1,3 @@
-import type { Knex } from 'knex';
 import type { Db } from './db.js';
 
 /** The PostgreSQL channel on which replicas tell each other that work is available. */
@@ -53,18 +52,15 @@ export function parseNotifyPayload(payload: string): { replicaId: string; pool: 
 }
 
 /**
- * Tells other replicas (PostgreSQL only) that work is available. Inside a
- * transaction (`trx`) the NOTIFY is delivered at commit, so a woken replica always
- * finds the rows.
+ * Tells that work is available, once its rows are committed: this replica's
+ * parked polls first (they need not wait for a round trip), then the other
+ * replicas by NOTIFY (PostgreSQL only). A NOTIFY lost to a stop in between is
+ * made up by the replicas' periodic re-check.
  */
-export async function notifyReplicas(db: Db, trx: Knex.Transaction | undefined, replicaId: string, av: Available): Promise<void> {
+export async function tellAvailable(db: Db, events: StoreEvents, replicaId: string, av: Available): Promise<void> {
+  for (const [pool, resources] of av) if (resources.length) events.available(pool, resources);
   if (db.dialect !== 'postgres') return;
   for (const [pool, resources] of av) {
-    if (resources.length) await (trx ?? db.knex).raw('SELECT pg_notify(?, ?)', [NOTIFY_CHANNEL, notifyPayload(replicaId, pool, resources)]);
+    if (resources.length) await db.knex.raw('SELECT pg_notify(?, ?)', [NOTIFY_CHANNEL, notifyPayload(replicaId, pool, resources)]);
   }
-}
-
-/** Tells local waiters. */
-export function announce(events: StoreEvents, av: Available): void {
-  for (const [pool, resources] of av) if (resources.length) events.available(pool, resources);
 }

@@ -1,7 +1,7 @@
 import type { Clock } from '../../util/clock.js';
 import { query, run, type Db } from './db.js';
 import { wipeSecretsSql } from './wipe.js';
-import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
+import { bump, tellAvailable, type Available, type StoreEvents } from './events.js';
 import { num } from './rows.js';
 import { END_ATTEMPT, endAttemptBindings, endAttemptsFrom, type LeaseFields } from './attempts.js';
 
@@ -73,9 +73,7 @@ export async function reapExpired(deps: ExpiryDeps, onExpired?: (leases: Expired
     if (r.status === 'queued') bump(av, r.pool, r.resource);
     events.changed(r.id);
   }
-  // Local parked polls first (they wait on this replica), then the other replicas.
-  announce(events, av);
-  await notifyReplicas(db, undefined, deps.replicaId, av);
+  await tellAvailable(db, events, deps.replicaId, av);
   return rows.length;
 }
 

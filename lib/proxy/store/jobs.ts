@@ -5,7 +5,7 @@ import type { EnqueueRequest, JobStatus, JobView } from '../../protocol/schemas.
 import { marks, query, run, type Db } from './db.js';
 import type { SqliteConn } from './sqlite.js';
 import { wipeSecretsSql } from './wipe.js';
-import { announce, bump, notifyReplicas, type Available, type StoreEvents } from './events.js';
+import { bump, tellAvailable, type Available, type StoreEvents } from './events.js';
 import { newJobId, num, toJobView, type JobRow } from './rows.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 import type { QueuedQuota } from './queued.js';
@@ -59,9 +59,10 @@ export class JobStore {
   constructor(private readonly deps: JobStoreDeps) {}
 
   /**
-   * Inserts jobs in one transaction (one statement). An `idempotencyKey`
-   * already used in the pool returns the first job instead. On PostgreSQL the
-   * NOTIFY goes out in the same transaction, so other replicas wake at commit.
+   * Inserts jobs (one transaction on SQLite, one statement on PostgreSQL). An
+   * `idempotencyKey` already used in the pool returns the first job instead.
+   * Once the rows are committed, this replica's parked polls are woken, then
+   * the other replicas by NOTIFY (events.ts tellAvailable).
    */
   async enqueue(items: readonly NewJob[]): Promise<Array<{ id: string; status: JobStatus }>> {
     const quota = this.deps.queued;
@@ -95,9 +96,8 @@ export class JobStore {
       expiresAtMs(j, now, defaultExpiryMs),
     ]);
     const av: Available = new Map();
-    if (db.dialect !== 'sqlite') return this.insertPg(db.knex, items, ids, values, av);
-    const out = this.insertSqlite(db.sqlite, items, values, av);
-    announce(events, av);
+    const out = db.dialect === 'sqlite' ? this.insertSqlite(db.sqlite, items, values, av) : await this.insertPg(db.knex, items, ids, values, av);
+    await tellAvailable(db, events, this.deps.replicaId, av);
     return out;
   }
 
@@ -118,10 +118,9 @@ export class JobStore {
   }
 
   /**
-   * PostgreSQL: the multi-row INSERT, then this replica's waiters are told, then the NOTIFY, each its own autocommit statement (two round trips,
-   * not BEGIN, INSERT, pg_notify, COMMIT): the rows are committed before any replica is told. Should the
-   * proxy stop between the two, other replicas find the jobs at their periodic re-check, as after any
-   * missed NOTIFY. Why not one statement (a data-modifying CTE): it made a 1 000-row batch ~70 % slower.
+   * PostgreSQL: one multi-row INSERT in autocommit (not a transaction that also carried the NOTIFY: BEGIN,
+   * INSERT, pg_notify, COMMIT was four round trips); `enqueue` then tells the waiters (tellAvailable).
+   * Why not one statement (a data-modifying CTE with pg_notify): it made a 1 000-row batch ~70 % slower.
    */
   private async insertPg(knex: Knex, items: readonly NewJob[], ids: readonly string[], values: unknown[][], av: Available): Promise<Array<{ id: string; status: JobStatus }>> {
     const inserted = await query<{ id: string; pool: string; resource: string | null }>(
@@ -132,9 +131,6 @@ export class JobStore {
     );
     const fresh = new Set(inserted.map((r) => r.id));
     for (const r of inserted) bump(av, r.pool, r.resource);
-    // This replica's parked polls first: they need not wait for the NOTIFY's round trip.
-    announce(this.deps.events, av);
-    await notifyReplicas({ dialect: 'postgres', knex }, undefined, this.deps.replicaId, av);
     const existing = new Map<string, { id: string; status: JobStatus }>();
     const repeats = items.filter((j, i) => !fresh.has(ids[i] ?? '') && j.idempotencyKey);
     if (repeats.length) {

@@ -2,7 +2,7 @@ import type { Clock } from '../../util/clock.js';
 import { jobRetryDelayMs } from '../../util/backoff.js';
 import type { LeasedJob, LeaseRef, LeaseStatus, ResultItem } from '../../protocol/schemas.js';
 import type { Db } from './db.js';
-import { announce, notifyReplicas, type Available, type StoreEvents } from './events.js';
+import { tellAvailable, type Available, type StoreEvents } from './events.js';
 import { newLeaseSecret, num } from './rows.js';
 import { leaseKey, type ClaimArgs, type ClaimedRow, type ReleasedRow, type ResultsOutcome } from './sql/lease-ops.js';
 import * as sqlite from './sql/leases-sqlite.js';
@@ -198,8 +198,7 @@ export class LeaseStore {
     const released = new Set(rows.map((r) => leaseKey(r.id, r.lease_token)));
     if (rows.length) {
       const av: Available = new Map([[pool, rows.map((r) => r.resource)]]);
-      await notifyReplicas(db, undefined, this.deps.replicaId, av);
-      announce(events, av);
+      await tellAvailable(db, events, this.deps.replicaId, av);
       for (const r of rows) events.changed(r.id);
     }
     return refs.map((r) => ({ jobId: r.jobId, status: released.has(leaseKey(r.jobId, r.leaseToken)) ? 'released' : 'lost' }));
