@@ -8,7 +8,7 @@
  * trip); throughput also as proxy CPU µs per job (user/system), the figure to
  * compare between runs on a shared machine.
  *
- *   npm run -s build && node dist/bench/proxy.js [--jobs 20000] [--pollers 4] [--max 32] [--parked 2000] [--node-args='--cpu-prof --cpu-prof-dir DIR']
+ *   npm run -s build && node dist/bench/proxy.js [--jobs 20000] [--pollers 4] [--max 32] [--carry] [--parked 2000] [--node-args='--cpu-prof --cpu-prof-dir DIR']
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,6 +24,8 @@ const { values } = parseArgs({
     max: { type: 'string', default: '32' },
     parked: { type: 'string', default: '2000' },
     wakeups: { type: 'string', default: '300' },
+    // Results ride on the next lease request (what agents do with a proxy that lists them in `carries`).
+    carry: { type: 'boolean', default: false },
     // Extra node options of the proxy process, e.g. --node-args='--cpu-prof --cpu-prof-dir /tmp/prof'.
     'node-args': { type: 'string', default: '' },
   },
@@ -69,8 +71,8 @@ function call(method: string, path: string, token: string, body?: unknown): Prom
   });
 }
 
-const lease = (token: string, agentId: string, max: number, waitMs: number) =>
-  call('POST', '/v1/agent/lease', token, { agentId, hostname: 'bench', version: '1', resources: [], max, waitMs });
+const lease = (token: string, agentId: string, max: number, waitMs: number, results?: unknown[]) =>
+  call('POST', '/v1/agent/lease', token, { agentId, hostname: 'bench', version: '1', resources: [], max, waitMs, ...(results?.length ? { results } : {}) });
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
@@ -190,11 +192,18 @@ async function main(): Promise<void> {
   await Promise.all(
     Array.from({ length: POLLERS }, async (_, p) => {
       const agentId = `poller-${p}`;
+      let carried: unknown[] = [];
       for (;;) {
-        const r = await lease(token, agentId, MAX, 0);
+        const r = await lease(token, agentId, MAX, 0, carried);
+        if (carried.length) done += (r.body.results as Array<{ status: string }>).filter((x) => x.status === 'accepted').length;
         const jobs = r.body.jobs as Array<{ id: string; leaseToken: string }>;
-        if (!jobs.length) return;
         const results = jobs.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken, outcome: 'succeeded', result: { ok: true } }));
+        if (values.carry) {
+          carried = results;
+          if (!jobs.length) return;
+          continue;
+        }
+        if (!jobs.length) return;
         const ack = await call('POST', '/v1/agent/results', token, { agentId, results });
         done += (ack.body.results as Array<{ status: string }>).filter((x) => x.status === 'accepted').length;
       }
@@ -203,7 +212,7 @@ async function main(): Promise<void> {
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = cpuSeconds(child.pid!) - cpu0;
   const times1 = cpuTimes(child.pid!);
-  console.log(`throughput: ${done} jobs leased + completed in ${secs.toFixed(2)} s = ${Math.round(done / secs)} jobs/s (${POLLERS} pollers, max ${MAX}, results batched)`);
+  console.log(`throughput: ${done} jobs leased + completed in ${secs.toFixed(2)} s = ${Math.round(done / secs)} jobs/s (${POLLERS} pollers, max ${MAX}, results ${values.carry ? 'carried on the next lease request' : 'batched in their own call'})`);
   console.log(`  proxy CPU ${cpu.toFixed(2)} s = ${Math.round(done / Math.max(cpu, 0.01))} jobs per proxy CPU-second (the ceiling on one free core); load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
   const usPerJob = (s: number) => ((s * 1e6) / Math.max(done, 1)).toFixed(1);
   console.log(`  proxy CPU per job: ${usPerJob(cpu)} µs (user ${usPerJob(times1.user - times0.user)} µs, system ${usPerJob(times1.sys - times0.sys)} µs)`);
