@@ -41,6 +41,8 @@ if (!['promoted', 'all', 'none'].includes(MODE)) throw new Error(`--mode ${MODE}
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PROXY = join(ROOT, 'dist/bin/integration-proxy.js');
 const ADMIN = 'adm-heap-bench-0123456789abcdef';
+/** The agent's phase ends by then, or the run fails (a stuck agent must not hang the benchmark). */
+const DEADLINE_MS = 10 * 60_000;
 
 interface SamplingNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
@@ -50,18 +52,26 @@ interface SamplingNode {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-heap-'));
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  // Port 0: the proxy takes a free one and names it in its start line (as bench/proxy.ts reads it).
   const env = {
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(PROXY|AGENT)_/.test(k))),
-    PROXY_HOST: '127.0.0.1', PROXY_PORT: String(port), PROXY_STORE: `sqlite:${join(dir, 'proxy.db')}`, PROXY_ADMIN_TOKEN: ADMIN,
+    PROXY_HOST: '127.0.0.1', PROXY_PORT: '0', PROXY_STORE: `sqlite:${join(dir, 'proxy.db')}`, PROXY_ADMIN_TOKEN: ADMIN,
   };
-  const token = spawnSync(process.execPath, [PROXY, 'token', 'create', '--pool', 'heap'], { env, encoding: 'utf8' }).stdout.trim().split('\n').at(-1)!;
+  const created = spawnSync(process.execPath, [PROXY, 'token', 'create', '--pool', 'heap'], { env, encoding: 'utf8' });
+  if (created.status !== 0) throw new Error(`integration-proxy token create failed (${created.status}): ${created.stderr.slice(-500)}`);
+  const token = created.stdout.trim().split('\n').at(-1)!;
   const proxy = spawn(process.execPath, [PROXY, 'start'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   try {
-    await new Promise<void>((resolve, reject) => {
-      proxy.stdout.on('data', (d: Buffer) => /"url"/.test(d.toString()) && resolve());
+    const base = await new Promise<URL>((resolve, reject) => {
+      let out = '';
+      proxy.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /"url":"([^"]+)"/.exec(out);
+        if (m) resolve(new URL(m[1]!));
+      });
       proxy.once('exit', (code) => reject(new Error(`integration-proxy exited ${code}`)));
     });
+    const port = Number(base.port);
     const http = new Agent({ keepAlive: true });
     const post = (path: string, body: unknown) =>
       new Promise<void>((resolve, reject) => {
@@ -80,7 +90,7 @@ async function main(): Promise<void> {
     let done = 0;
     let allDone!: () => void;
     const finished = new Promise<void>((r) => (allDone = r));
-    const config = loadAgentConfig({ env: {}, overrides: { proxy: { url: `http://127.0.0.1:${port}`, token }, concurrency: 32, health: { host: '127.0.0.1', port: 0 }, log: { level: 'warn' }, resources: { noop: { kind: 'bench-noop' } } } });
+    const config = loadAgentConfig({ env: {}, overrides: { proxy: { url: base.origin, token }, concurrency: 32, health: { host: '127.0.0.1', port: 0 }, log: { level: 'warn' }, resources: { noop: { kind: 'bench-noop' } } } });
     // Only what a `sql.query` job reaches (as bench-peers' connector): the rest of Connector is never called.
     const noop = () => ({ kind: 'bench-noop', extra: { 'sql.query': async () => void (++done === JOBS && allDone()) }, async close() {} });
     const agent = createAgent(config, { log: createLogger({ level: 'warn' }), connectorKinds: { 'bench-noop': noop as unknown as ConnectorFactory } });
@@ -95,15 +105,18 @@ async function main(): Promise<void> {
     });
     obs.observe({ entryTypes: ['gc'] });
     const session = new Session();
-    session.connect();
     if (MODE !== 'none') {
+      session.connect();
       await session.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: MODE === 'all' });
     }
     // Where the agent's phase starts in a `--trace-gc-nvp` trace (the enqueue above allocates too).
     console.log('[agent-heap] agent phase starts');
     const t0 = performance.now();
     await agent.start();
+    const deadline = setTimeout(() => allDone(), DEADLINE_MS);
     await finished;
+    clearTimeout(deadline);
+    if (done < JOBS) throw new Error(`only ${done} of ${JOBS} jobs ran within ${DEADLINE_MS / 60_000} min`);
     const ms = performance.now() - t0;
     const profile = MODE === 'none' ? undefined : ((await session.post('HeapProfiler.stopSampling')) as { profile: { head: SamplingNode } }).profile;
     await agent.stop();

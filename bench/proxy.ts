@@ -195,7 +195,7 @@ async function main(): Promise<void> {
       let carried: unknown[] = [];
       for (;;) {
         const r = await lease(token, agentId, MAX, 0, carried);
-        if (carried.length) done += (r.body.results as Array<{ status: string }>).filter((x) => x.status === 'accepted').length;
+        if (carried.length) done += ((r.body.results ?? []) as Array<{ status: string }>).filter((x) => x.status === 'accepted').length;
         const jobs = r.body.jobs as Array<{ id: string; leaseToken: string }>;
         const results = jobs.map((j) => ({ jobId: j.id, leaseToken: j.leaseToken, outcome: 'succeeded', result: { ok: true } }));
         if (values.carry) {
