@@ -172,7 +172,9 @@ async function main(): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   const agentsCpuMs = [...workers.values()].reduce((sum, w) => sum + cpuMsOf(w.pid), 0);
   const perJob = (ms: number) => `${Math.round((ms * 1000) / JOBS)} µs`;
-  console.log(`throughput: ${JOBS} no-op jobs through 2 agents × 32 in ${seconds.toFixed(2)} s = ${Math.round(JOBS / seconds)} jobs/s (agent process start included); CPU per job: agents ${perJob(agentsCpuMs)} (start included; ${perJob(agentsCpuMs - 2 * startCpuMs)} without 2 start-ups as measured on the idle agent), proxy ${perJob(cpuMsOf(proxyPid) - proxyCpu0)}`);
+  // Peak RSS of each agent process over the run (VmHWM): what the jobs made the heap grow to.
+  const peaks = [...workers.values()].map((w) => (Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${w.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024).toFixed(1));
+  console.log(`throughput: ${JOBS} no-op jobs through 2 agents × 32 in ${seconds.toFixed(2)} s = ${Math.round(JOBS / seconds)} jobs/s (agent process start included); CPU per job: agents ${perJob(agentsCpuMs)} (start included; ${perJob(agentsCpuMs - 2 * startCpuMs)} without 2 start-ups as measured on the idle agent), proxy ${perJob(cpuMsOf(proxyPid) - proxyCpu0)}; agents' peak RSS ${peaks.join(' / ')} MB`);
 
   // 3: failover.
   for (const how of ['SIGKILL', 'SIGTERM'] as const) {

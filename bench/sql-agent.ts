@@ -15,6 +15,8 @@ import { freePort, waitFor } from '../spec/fixtures/net.js';
 
 export interface AgentRunResult {
   ms: number;
+  /** Of `ms`, enqueue → the job seen succeeded (the rest is reading the output back). */
+  jobMs: number;
   records: number;
   agentMaxRssMb: number;
   /** The integration-proxy's peak RSS (VmHWM), read once the output was read back. */
@@ -110,10 +112,11 @@ export async function agentRun(resource: Record<string, unknown>, dir: string, e
       job = JSON.parse((await http('GET', `${base}/v1/jobs/${id}?waitMs=20000`, admin)).text) as typeof job;
     }
     if (job.status !== 'succeeded') throw new Error(`job ${job.status}: ${JSON.stringify(job.error)}`);
+    const jobMs = performance.now() - started;
     const records = await countOutput(`${base}/v1/jobs/${id}/output`, admin);
     const ms = performance.now() - started;
     if (records !== expected) throw new Error(`read back ${records} records, expected ${expected}`);
-    return { ms, records, agentMaxRssMb: vmHwmMb(agent.pid!), proxyMaxRssMb: vmHwmMb(proxy.pid!) };
+    return { ms, jobMs, records, agentMaxRssMb: vmHwmMb(agent.pid!), proxyMaxRssMb: vmHwmMb(proxy.pid!) };
   } finally {
     if (agent) await stop(agent);
     await stop(proxy);

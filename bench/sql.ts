@@ -9,7 +9,8 @@
  *
  * With `--agent`, each run also goes through a real integration-proxy and
  * agent (dist/bin) and times the job from enqueue to the last output record
- * read back (see bench/sql-agent.ts), with both processes' peak RSS.
+ * read back (see bench/sql-agent.ts), with both processes' peak RSS; the
+ * job's own share (enqueue → succeeded, before the read-back) is printed too.
  * Prints one line per run and a JSON summary (times, ratio, peak RSS).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
       if (a.agent) {
         const r = await agentRun(config, dir, a.rows);
         agents.push(r);
-        line += ` | agent+proxy ${r.ms.toFixed(0)} ms (agent peak RSS ${r.agentMaxRssMb.toFixed(1)} MB, proxy ${r.proxyMaxRssMb.toFixed(1)} MB)`;
+        line += ` | agent+proxy ${r.ms.toFixed(0)} ms (job ${r.jobMs.toFixed(0)} ms, then read back; agent peak RSS ${r.agentMaxRssMb.toFixed(1)} MB, proxy ${r.proxyMaxRssMb.toFixed(1)} MB)`;
       }
       console.log(line);
     }
@@ -168,6 +169,7 @@ async function main(): Promise<void> {
         ? {
             agentMedianMs: Math.round(median(agents.map((r) => r.ms))),
             agentRatio: Number((median(agents.map((r) => r.ms)) / psqlMs).toFixed(2)),
+            agentJobMedianMs: Math.round(median(agents.map((r) => r.jobMs))),
             agentPeakRssMb: Number(Math.max(...agents.map((r) => r.agentMaxRssMb)).toFixed(1)),
             proxyPeakRssMb: Number(Math.max(...agents.map((r) => r.proxyMaxRssMb)).toFixed(1)),
           }
