@@ -45,6 +45,13 @@ describe('concurrent claims on one PostgreSQL database', () => {
     async function replica(n: number): Promise<void> {
       const leases = new LeaseStore({ leaseTtlMs: 60_000 }, { db: dbs[n]!, clock, events: noEvents, replicaId: `r${n}` });
       let carried: ResultItem[] = [];
+      // Every carried success must be accepted, on the lease it was handed.
+      const record = (statuses: ReadonlyArray<{ jobId: string; status: string }>): void => {
+        for (const r of statuses) {
+          expect(r.status).toBe('accepted');
+          succeeded.set(r.jobId, carried.find((c) => c.jobId === r.jobId)!.leaseToken);
+        }
+      };
       for (let empty = 0, round = 0; empty < 2; round++) {
         // Odd sizes; every other replica carries its last batch's successes (the poll's one statement), the
         // others record them in a call of their own and then claim.
@@ -53,22 +60,13 @@ describe('concurrent claims on one PostgreSQL database', () => {
         const results = separate && carried.length ? await leases.results(pool, carried) : undefined;
         const settled = separate ? undefined : await leases.settleAndClaimJson(pool, `agent-${n}`, { results: carried }, [], max);
         const claimed = settled?.claimed ?? (await leases.claimJson(pool, `agent-${n}`, [], max));
-        for (const r of results ?? settled?.results ?? []) {
-          expect(r.status).toBe('accepted');
-          const item = carried.find((c) => c.jobId === r.jobId)!;
-          succeeded.set(r.jobId, item.leaseToken);
-        }
+        record(results ?? settled?.results ?? []);
         carried = claimed.refs.map((ref) => ({ jobId: ref.jobId, leaseToken: ref.leaseToken, outcome: 'succeeded' as const, result: { by: n } }));
         for (const ref of claimed.refs) leasedBy.set(ref.jobId, [...(leasedBy.get(ref.jobId) ?? []), ref.leaseToken]);
         empty = claimed.refs.length === 0 ? empty + 1 : 0;
       }
       // The last batch is settled on its own.
-      if (carried.length) {
-        for (const r of await leases.results(pool, carried)) {
-          expect(r.status).toBe('accepted');
-          succeeded.set(r.jobId, carried.find((c) => c.jobId === r.jobId)!.leaseToken);
-        }
-      }
+      if (carried.length) record(await leases.results(pool, carried));
     }
     await Promise.all(Array.from({ length: REPLICAS }, (_, i) => replica(i + 1)));
 
@@ -76,7 +74,9 @@ describe('concurrent claims on one PostgreSQL database', () => {
     expect([...leasedBy.values()].filter((tokens) => tokens.length !== 1)).toEqual([]);
     expect(succeeded.size).toBe(JOBS);
     for (const [id, token] of succeeded) expect(leasedBy.get(id)).toEqual([token]);
-    const rows = await dbs[0]!.knex('outpost_jobs').where({ pool }).select('status', 'attempt', 'result_token');
+    const db = dbs[0]!;
+    if (db.dialect !== 'postgres') throw new Error('a PostgreSQL store was expected');
+    const rows = await db.knex('outpost_jobs').where({ pool }).select('status', 'attempt', 'result_token');
     expect(rows.filter((r: { status: string; attempt: number }) => r.status !== 'succeeded' || Number(r.attempt) !== 1)).toEqual([]);
   }, 60_000);
 });
