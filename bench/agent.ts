@@ -28,6 +28,7 @@ import { fromWinston } from '../lib/log/index.js';
 import { agentConfigDefaults } from '../lib/config/agent.js';
 import { createAgent } from '../lib/agent/agent.js';
 import type { JobView } from '../lib/protocol/schemas.js';
+import { vmHwmMb } from './sql-agent.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const arg = (name: string, dflt: number) => {
@@ -173,7 +174,7 @@ async function main(): Promise<void> {
   const agentsCpuMs = [...workers.values()].reduce((sum, w) => sum + cpuMsOf(w.pid), 0);
   const perJob = (ms: number) => `${Math.round((ms * 1000) / JOBS)} µs`;
   // Peak RSS of each agent process over the run (VmHWM): what the jobs made the heap grow to.
-  const peaks = [...workers.values()].map((w) => (Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${w.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024).toFixed(1));
+  const peaks = [...workers.values()].map((w) => vmHwmMb(w.pid!).toFixed(1));
   console.log(`throughput: ${JOBS} no-op jobs through 2 agents × 32 in ${seconds.toFixed(2)} s = ${Math.round(JOBS / seconds)} jobs/s (agent process start included); CPU per job: agents ${perJob(agentsCpuMs)} (start included; ${perJob(agentsCpuMs - 2 * startCpuMs)} without 2 start-ups as measured on the idle agent), proxy ${perJob(cpuMsOf(proxyPid) - proxyCpu0)}; agents' peak RSS ${peaks.join(' / ')} MB`);
 
   // 3: failover.

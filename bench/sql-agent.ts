@@ -58,7 +58,8 @@ function countOutput(url: string, token: string): Promise<number> {
   });
 }
 
-function vmHwmMb(pid: number): number {
+/** A process's peak RSS so far (VmHWM from /proc), in MB. */
+export function vmHwmMb(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : 0;
 }

@@ -1,12 +1,12 @@
 import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
 import { closeDb, openDb, type Db } from '../../lib/proxy/store/db.js';
 import { migrate } from '../../lib/proxy/store/schema.js';
-import type { StoreEvents } from '../../lib/proxy/store/events.js';
 import { JobStore } from '../../lib/proxy/store/jobs.js';
 import { LeaseStore } from '../../lib/proxy/store/leases.js';
 import type { ResultItem } from '../../lib/protocol/schemas.js';
 import { FakeClock } from '../fixtures/fake-clock.js';
 import { createTestDatabase } from '../fixtures/proxy-server.js';
+import { recordEvents } from '../fixtures/proxy-store.js';
 
 /**
  * Replicas claiming from one PostgreSQL database at the same time, each on a
@@ -22,7 +22,7 @@ describe('concurrent claims on one PostgreSQL database', () => {
   const REPLICAS = 4;
   const pool = 'race';
   const clock = new FakeClock();
-  const noEvents: StoreEvents = { available: () => {}, availableAt: () => {}, changed: () => {} };
+  const events = recordEvents();
   let pgdb: Awaited<ReturnType<typeof createTestDatabase>>;
   const dbs: Db[] = [];
 
@@ -37,13 +37,13 @@ describe('concurrent claims on one PostgreSQL database', () => {
   });
 
   it('leases each job once and records each success on its lease, with claims and polls racing', async () => {
-    const jobs = new JobStore({ db: dbs[0]!, clock, events: noEvents, replicaId: 'r0' });
+    const jobs = new JobStore({ db: dbs[0]!, clock, events, replicaId: 'r0' });
     for (let i = 0; i < JOBS; i += 400) await jobs.enqueue(Array.from({ length: 400 }, () => ({ pool, type: 'ping' })));
 
     const leasedBy = new Map<string, string[]>();
     const succeeded = new Map<string, string>();
     async function replica(n: number): Promise<void> {
-      const leases = new LeaseStore({ leaseTtlMs: 60_000 }, { db: dbs[n]!, clock, events: noEvents, replicaId: `r${n}` });
+      const leases = new LeaseStore({ leaseTtlMs: 60_000 }, { db: dbs[n]!, clock, events, replicaId: `r${n}` });
       let carried: ResultItem[] = [];
       // Every carried success must be accepted, on the lease it was handed.
       const record = (statuses: ReadonlyArray<{ jobId: string; status: string }>): void => {
